@@ -1,0 +1,167 @@
+package gdpm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// EmbeddedEtcdConfig configures StartEmbeddedEtcd. The zero value starts a
+// single-member etcd on a random loopback port with its data in a new
+// temporary directory.
+type EmbeddedEtcdConfig struct {
+	// Dir holds etcd's data; it is kept across restarts. Empty means a new
+	// temporary directory that Close removes.
+	Dir string
+	// ClientAddr is the HOST:PORT etcd serves clients on. Default
+	// "127.0.0.1:0" (a random free port; see Endpoints).
+	ClientAddr string
+	// PeerAddr is the HOST:PORT for raft peers. Default "127.0.0.1:0".
+	PeerAddr string
+	// Name is the member name. Default "gdpm".
+	Name string
+	// StartTimeout bounds how long StartEmbeddedEtcd waits for etcd to be
+	// ready. Default 30s.
+	StartTimeout time.Duration
+	// UnsafeNoFsync skips fsync: for tests and benchmarks only, where losing
+	// the data on a machine crash does not matter.
+	UnsafeNoFsync bool
+}
+
+// EmbeddedEtcd is an etcd server running inside this process.
+type EmbeddedEtcd struct {
+	e       *embed.Etcd
+	tmpDir  string
+	closeMu sync.Once
+}
+
+// StartEmbeddedEtcd starts an in-process, single-member etcd and waits until
+// it serves clients. Its logs are discarded.
+func StartEmbeddedEtcd(ctx context.Context, cfg EmbeddedEtcdConfig) (*EmbeddedEtcd, error) {
+	if cfg.ClientAddr == "" {
+		cfg.ClientAddr = "127.0.0.1:0"
+	}
+	if cfg.PeerAddr == "" {
+		cfg.PeerAddr = "127.0.0.1:0"
+	}
+	if cfg.Name == "" {
+		cfg.Name = "gdpm"
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 30 * time.Second
+	}
+	ee := &EmbeddedEtcd{}
+	if cfg.Dir == "" {
+		dir, err := os.MkdirTemp("", "gdpm-etcd-")
+		if err != nil {
+			return nil, fmt.Errorf("gdpm: embedded etcd: %w", err)
+		}
+		cfg.Dir, ee.tmpDir = dir, dir
+	}
+	ec := embed.NewConfig()
+	ec.Name = cfg.Name
+	ec.Dir = cfg.Dir
+	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
+	client := url.URL{Scheme: "http", Host: cfg.ClientAddr}
+	peer := url.URL{Scheme: "http", Host: cfg.PeerAddr}
+	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	// Scheduling writes placements in batches; allow larger transactions
+	// than etcd's default of 128 operations.
+	ec.MaxTxnOps = 1024
+	// Keep history bounded: watches that fall behind re-list anyway.
+	ec.AutoCompactionMode = "periodic"
+	ec.AutoCompactionRetention = "5m"
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		ee.removeTmp()
+		return nil, fmt.Errorf("gdpm: embedded etcd: %w", err)
+	}
+	ee.e = e
+	timer := time.NewTimer(cfg.StartTimeout)
+	defer timer.Stop()
+	select {
+	case <-e.Server.ReadyNotify():
+		return ee, nil
+	case err := <-e.Err():
+		ee.Close()
+		return nil, fmt.Errorf("gdpm: embedded etcd: %w", err)
+	case <-timer.C:
+		ee.Close()
+		return nil, fmt.Errorf("gdpm: embedded etcd not ready after %v", cfg.StartTimeout)
+	case <-ctx.Done():
+		ee.Close()
+		return nil, fmt.Errorf("gdpm: embedded etcd: %w", ctx.Err())
+	}
+}
+
+// Endpoints returns the client URLs etcd listens on, with the real port when
+// port 0 was asked for.
+func (ee *EmbeddedEtcd) Endpoints() []string {
+	var eps []string
+	for _, l := range ee.e.Clients {
+		eps = append(eps, "http://"+l.Addr().String())
+	}
+	return eps
+}
+
+// Close stops etcd and removes its data directory if it was temporary. Close
+// clients with open watches first: etcd waits for them. Close is idempotent
+// and safe on nil.
+func (ee *EmbeddedEtcd) Close() error {
+	if ee == nil {
+		return nil
+	}
+	ee.closeMu.Do(func() {
+		if ee.e != nil {
+			ee.e.Close()
+		}
+		ee.removeTmp()
+	})
+	return nil
+}
+
+func (ee *EmbeddedEtcd) removeTmp() {
+	if ee.tmpDir != "" {
+		os.RemoveAll(ee.tmpDir)
+	}
+}
+
+// newEtcdClient dials etcd without blocking; calls fail (with a timeout) until
+// it is reachable.
+func newEtcdClient(endpoints []string, dialTimeout time.Duration) (*clientv3.Client, error) {
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:            endpoints,
+		DialTimeout:          dialTimeout,
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		Logger:               zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gdpm: etcd client: %w", err)
+	}
+	return c, nil
+}
+
+// storeErr turns an etcd failure into ErrUnavailable so the API can answer
+// 503; context cancellation by the caller stays as it is.
+func storeErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%s: %w: %v", op, ErrUnavailable, err)
+}

@@ -1,0 +1,160 @@
+package gdpm
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Version is the gdpm release this package builds.
+const Version = "0.1.0"
+
+// RestartPolicy says when a slave restarts an instance whose process exited.
+type RestartPolicy string
+
+// The restart policies. The zero value means RestartAlways.
+const (
+	RestartAlways    RestartPolicy = "always"     // restart on any exit
+	RestartOnFailure RestartPolicy = "on-failure" // restart on a non-zero exit or a signal
+	RestartNever     RestartPolicy = "never"      // never restart
+)
+
+func (p RestartPolicy) valid() bool {
+	switch p {
+	case "", RestartAlways, RestartOnFailure, RestartNever:
+		return true
+	}
+	return false
+}
+
+// Duration is a time.Duration that reads and writes JSON as a Go duration
+// string ("10s"); it also reads a plain number as seconds.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string such as "1m30s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads "1m30s" or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		return d.parse(s)
+	}
+	var secs float64
+	if err := json.Unmarshal(b, &secs); err != nil {
+		return fmt.Errorf("duration must be a string like \"10s\" or a number of seconds")
+	}
+	*d = Duration(secs * float64(time.Second))
+	return nil
+}
+
+func (d *Duration) parse(s string) error {
+	if secs, err := strconv.ParseFloat(s, 64); err == nil {
+		*d = Duration(secs * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Spec is how to run one instance of a service. Every instance of a service
+// carries a copy of it, so a slave needs nothing but its own assignments.
+type Spec struct {
+	// Command is run through /bin/sh -c, or directly when it has no shell
+	// syntax.
+	Command string `json:"Command"`
+	// Env is added to the slave's environment.
+	Env map[string]string `json:"Env,omitempty"`
+	// Dir is the working directory; empty means the slave's own.
+	Dir string `json:"Dir,omitempty"`
+	// Restart is the restart policy; empty means RestartAlways.
+	Restart RestartPolicy `json:"Restart,omitempty"`
+	// StopTimeout is how long a stop waits after SIGTERM before SIGKILL;
+	// zero means DefaultStopTimeout.
+	StopTimeout Duration `json:"StopTimeout,omitempty"`
+}
+
+// DefaultStopTimeout is the grace period between SIGTERM and SIGKILL.
+const DefaultStopTimeout = 10 * time.Second
+
+func (s Spec) stopTimeout() time.Duration {
+	if s.StopTimeout <= 0 {
+		return DefaultStopTimeout
+	}
+	return time.Duration(s.StopTimeout)
+}
+
+func (s Spec) restartPolicy() RestartPolicy {
+	if s.Restart == "" {
+		return RestartAlways
+	}
+	return s.Restart
+}
+
+// Service is the desired state of one service: its spec and how many
+// instances should run.
+type Service struct {
+	ID string `json:"ID"`
+	Spec
+	InstanceNum int       `json:"InstanceNum"`
+	CreatedAt   time.Time `json:"CreatedAt"`
+}
+
+// Assignment is one instance placed on a node (or, with Node empty, waiting
+// in the pending queue).
+type Assignment struct {
+	Service  string    `json:"Service"`
+	Instance string    `json:"Instance"`
+	Node     string    `json:"Node,omitempty"`
+	Spec     Spec      `json:"Spec"`
+	PlacedAt time.Time `json:"PlacedAt"`
+}
+
+// InstanceState is where an instance is in its life.
+type InstanceState string
+
+// Instance states, as shown in the API.
+const (
+	StatePending  InstanceState = "pending"  // no node yet
+	StateAssigned InstanceState = "assigned" // placed; the slave has not reported yet
+	StateRunning  InstanceState = "running"  // process alive
+	StateBackoff  InstanceState = "backoff"  // exited; waiting to restart
+	StateExited   InstanceState = "exited"   // exited; will not be restarted (policy)
+	StateFailed   InstanceState = "failed"   // could not be started
+	StateStopping InstanceState = "stopping" // SIGTERM sent, waiting for exit
+)
+
+// InstanceStatus is what a slave reports about one instance it runs.
+type InstanceStatus struct {
+	Service   string        `json:"Service"`
+	Instance  string        `json:"Instance"`
+	Node      string        `json:"Node"`
+	State     InstanceState `json:"State"`
+	PID       int           `json:"PID,omitempty"`
+	StartedAt time.Time     `json:"StartedAt,omitzero"`
+	ExitCode  *int          `json:"ExitCode,omitempty"`
+	Restarts  int           `json:"Restarts"`
+	Error     string        `json:"Error,omitempty"`
+}
+
+// NodeStatus values in the seed API's Status array.
+const (
+	NodeOnline   = 1 // registered and its lease is alive
+	NodeDraining = 2 // shutting down: its instances are being moved away
+)
+
+// Node is a registered slave. Its record lives as long as the slave's lease.
+type Node struct {
+	ID           string    `json:"ID"`
+	Hostname     string    `json:"Hostname"`
+	Status       int       `json:"Status"`
+	RegisteredAt time.Time `json:"RegisteredAt"`
+	Version      string    `json:"Version"`
+}

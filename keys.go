@@ -1,0 +1,65 @@
+package gdpm
+
+import "strings"
+
+// DefaultPrefix is the etcd key prefix used when none is configured.
+const DefaultPrefix = "/gdpm/"
+
+// keyspace builds every etcd key gdpm uses. The layout:
+//
+//	<p>nodes/<node>                  Node, bound to the slave's lease
+//	<p>services/<svc>                Service (desired state)
+//	<p>assign/<node>/<svc>/<inst>    Assignment placed on node
+//	<p>pending/<svc>/<inst>          Assignment waiting for a node
+//	<p>status/<svc>/<inst>           InstanceStatus, bound to the slave's lease
+//	<p>sched/cursor                  id of the node that got the last placement
+//	<p>election/                     leader election of the masters
+//
+// Assignment keys carry the node id first so that a slave reads and watches
+// a single prefix.
+type keyspace struct{ p string }
+
+func newKeyspace(prefix string) keyspace {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return keyspace{p: prefix}
+}
+
+func (k keyspace) nodes() string              { return k.p + "nodes/" }
+func (k keyspace) node(id string) string      { return k.p + "nodes/" + id }
+func (k keyspace) services() string           { return k.p + "services/" }
+func (k keyspace) service(id string) string   { return k.p + "services/" + id }
+func (k keyspace) assignAll() string          { return k.p + "assign/" }
+func (k keyspace) assigns(node string) string { return k.p + "assign/" + node + "/" }
+func (k keyspace) assign(node, svc, inst string) string {
+	return k.p + "assign/" + node + "/" + svc + "/" + inst
+}
+func (k keyspace) pendingAll() string              { return k.p + "pending/" }
+func (k keyspace) pending(svc, inst string) string { return k.p + "pending/" + svc + "/" + inst }
+func (k keyspace) statusAll() string               { return k.p + "status/" }
+func (k keyspace) statuses(svc string) string      { return k.p + "status/" + svc + "/" }
+func (k keyspace) status(svc, inst string) string  { return k.p + "status/" + svc + "/" + inst }
+func (k keyspace) cursor() string                  { return k.p + "sched/cursor" }
+func (k keyspace) election() string                { return k.p + "election/" }
+
+// splitAssign parses an assignment key into node, service and instance ids.
+func (k keyspace) splitAssign(key string) (node, svc, inst string, ok bool) {
+	parts := strings.Split(strings.TrimPrefix(key, k.assignAll()), "/")
+	if len(parts) != 3 || !strings.HasPrefix(key, k.assignAll()) {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
+}
+
+// splitPair parses "<prefix><a>/<b>" into a and b.
+func splitPair(key, prefix string) (a, b string, ok bool) {
+	if !strings.HasPrefix(key, prefix) {
+		return "", "", false
+	}
+	a, b, ok = strings.Cut(key[len(prefix):], "/")
+	return a, b, ok && a != "" && b != "" && !strings.Contains(b, "/")
+}
