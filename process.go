@@ -1,0 +1,560 @@
+package gdpm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// runnerConfig configures the supervision of one instance.
+type runnerConfig struct {
+	Assignment Assignment // ids (Service, Instance) and Spec to run
+	Node       string     // node id, copied into every status
+	// BaseDir is the working dir when Spec.Dir is empty, and the base of a
+	// relative Spec.Dir; "" inherits this process's.
+	BaseDir string
+	// LogDir receives stdout/stderr, appended to
+	// <LogDir>/<svc>/<inst>.stdout and .stderr (dirs created); "" discards.
+	LogDir string
+	// Env is the base environment; nil means os.Environ(). Spec.Env is
+	// added on top.
+	Env []string
+	// OnStatus is called from the runner's goroutine on every state change,
+	// in order; it must not block. After Kill it is not called again.
+	OnStatus func(InstanceStatus)
+	// OnStart, if set, is called after each successful start; pid is also
+	// the process group id and startTime is field 22 of /proc/pid/stat (0
+	// if unreadable), which tells a reused pid apart.
+	OnStart func(pid int, startTime uint64)
+	Logger  *slog.Logger // nil = silent
+	Backoff backoffConfig
+}
+
+// backoffConfig shapes the delay between restarts; zero fields take the
+// defaults below.
+type backoffConfig struct {
+	Initial time.Duration // first restart delay
+	Max     time.Duration // cap
+	Reset   time.Duration // a run this long resets the delay to Initial
+}
+
+// Backoff defaults. Initial is short so that a single crash costs little
+// downtime; Reset is long enough that a crash loop cannot hide behind it.
+const (
+	defaultBackoffInitial = 25 * time.Millisecond
+	defaultBackoffMax     = 30 * time.Second
+	defaultBackoffReset   = 10 * time.Second
+)
+
+// groupKillWait bounds how long a runner waits for the rest of a process
+// group to die after SIGKILL. Only a process stuck in uninterruptible sleep
+// survives that long, and waiting for it forever would wedge Stop.
+const groupKillWait = 2 * time.Second
+
+func (b backoffConfig) withDefaults() backoffConfig {
+	if b.Initial <= 0 {
+		b.Initial = defaultBackoffInitial
+	}
+	if b.Max <= 0 {
+		b.Max = defaultBackoffMax
+	}
+	if b.Max < b.Initial {
+		b.Max = b.Initial
+	}
+	if b.Reset <= 0 {
+		b.Reset = defaultBackoffReset
+	}
+	return b
+}
+
+// backoff is the restart delay state of one runner.
+type backoff struct {
+	cfg  backoffConfig
+	next time.Duration
+}
+
+// delay returns the wait before the next start, given how long the last
+// run lasted, and advances the state.
+func (b *backoff) delay(ran time.Duration) time.Duration {
+	if b.next == 0 || ran >= b.cfg.Reset {
+		b.next = b.cfg.Initial
+	}
+	d := b.next
+	b.next = min(2*b.next, b.cfg.Max)
+	return d
+}
+
+// shellChars are the characters that make a command need /bin/sh.
+const shellChars = "|&;<>()$`\\\"'*?[]#~={}%!\n"
+
+// commandArgv returns the argv that runs command: its words when it is a
+// plain command line, so that the pid is the program itself and no shell
+// is forked; /bin/sh -c otherwise.
+func commandArgv(command string) []string {
+	if strings.ContainsAny(command, shellChars) {
+		return []string{"/bin/sh", "-c", command}
+	}
+	return strings.Fields(command)
+}
+
+// runner supervises one instance's process through its whole life. One
+// goroutine (run) owns the lifecycle; the methods only signal it.
+type runner struct {
+	cfg    runnerConfig
+	log    *slog.Logger
+	env    []string
+	dir    string
+	policy RestartPolicy
+
+	stopCh   chan struct{} // closed by Stop: graceful stop
+	killCh   chan struct{} // closed by Kill or an expired Stop: SIGKILL now
+	stopOnce sync.Once
+	killOnce sync.Once
+	fenced   atomic.Bool // Kill was called: report nothing more
+	done     chan struct{}
+
+	mu     sync.Mutex
+	status InstanceStatus
+}
+
+// startRunner starts supervising cfg's instance and returns at once.
+func startRunner(cfg runnerConfig) *runner {
+	cfg.Backoff = cfg.Backoff.withDefaults()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := cfg.Assignment
+	r := &runner{
+		cfg:    cfg,
+		log:    cfg.Logger.With("service", a.Service, "instance", a.Instance),
+		env:    buildEnv(cfg.Env, a.Spec.Env),
+		dir:    workDir(cfg.BaseDir, a.Spec.Dir),
+		policy: a.Spec.restartPolicy(),
+		stopCh: make(chan struct{}),
+		killCh: make(chan struct{}),
+		done:   make(chan struct{}),
+		status: InstanceStatus{Service: a.Service, Instance: a.Instance, Node: cfg.Node, State: StateAssigned},
+	}
+	go r.run()
+	return r
+}
+
+func buildEnv(base []string, extra map[string]string) []string {
+	if base == nil {
+		base = os.Environ()
+	}
+	env := slices.Clone(base)
+	// os/exec keeps the last of duplicate keys, so appending overrides.
+	for _, k := range slices.Sorted(maps.Keys(extra)) {
+		env = append(env, k+"="+extra[k])
+	}
+	return env
+}
+
+func workDir(base, dir string) string {
+	if dir == "" {
+		return base
+	}
+	if filepath.IsAbs(dir) || base == "" {
+		return dir
+	}
+	return filepath.Join(base, dir)
+}
+
+// Stop stops the instance gracefully: SIGTERM to its process group, then
+// SIGKILL after the spec's stop timeout. It returns once the group is gone
+// and the runner's goroutine has exited. If ctx ends first the group is
+// SIGKILLed at once and the wrapped ctx error is returned. Stop is
+// idempotent and safe to call concurrently.
+func (r *runner) Stop(ctx context.Context) error {
+	if r == nil {
+		return nil
+	}
+	r.stopOnce.Do(func() { close(r.stopCh) })
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+	}
+	select {
+	case <-r.done:
+		return nil
+	default:
+	}
+	r.killOnce.Do(func() { close(r.killCh) })
+	<-r.done
+	return fmt.Errorf("gdpm: stop %s/%s: %w", r.cfg.Assignment.Service, r.cfg.Assignment.Instance, ctx.Err())
+}
+
+// Kill SIGKILLs the process group at once, without a grace period or a
+// restart, and waits for the runner's goroutine. It reports no status: it
+// is for fencing, when the instance may already belong to another node.
+func (r *runner) Kill() {
+	if r == nil {
+		return
+	}
+	r.fenced.Store(true)
+	r.killOnce.Do(func() { close(r.killCh) })
+	<-r.done
+}
+
+// Status returns the latest status.
+func (r *runner) Status() InstanceStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
+}
+
+// Done is closed when the runner's goroutine has exited, which happens only
+// after Stop or Kill.
+func (r *runner) Done() <-chan struct{} { return r.done }
+
+func (r *runner) emit(st InstanceStatus) {
+	a := r.cfg.Assignment
+	st.Service, st.Instance, st.Node = a.Service, a.Instance, r.cfg.Node
+	r.mu.Lock()
+	r.status = st
+	r.mu.Unlock()
+	if r.cfg.OnStatus != nil && !r.fenced.Load() {
+		r.cfg.OnStatus(st)
+	}
+}
+
+// run is the lifecycle: start, watch, restart per policy, until Stop/Kill.
+func (r *runner) run() {
+	defer close(r.done)
+	bo := backoff{cfg: r.cfg.Backoff}
+	restarts := 0
+	for {
+		select {
+		case <-r.stopCh:
+			return
+		case <-r.killCh:
+			return
+		default:
+		}
+		p, err := r.start()
+		if err != nil {
+			r.log.Warn("start failed", "err", err, "restarts", restarts)
+			r.emit(InstanceStatus{State: StateFailed, Restarts: restarts, Error: err.Error()})
+			if r.policy == RestartNever {
+				r.idle()
+				return
+			}
+			if !r.sleep(bo.delay(0)) {
+				return
+			}
+			restarts++
+			continue
+		}
+		r.log.Info("started", "pid", p.pid, "restarts", restarts)
+		r.emit(InstanceStatus{State: StateRunning, PID: p.pid, StartedAt: p.started, Restarts: restarts})
+
+		res, stopped := r.watch(p, restarts)
+		if stopped {
+			return
+		}
+		code := res.code
+		r.log.Info("exited", "pid", p.pid, "code", code, "ran", res.ran)
+		if !r.restartAfter(code) {
+			r.emit(InstanceStatus{State: StateExited, ExitCode: &code, Restarts: restarts, Error: res.errText()})
+			r.idle()
+			return
+		}
+		r.emit(InstanceStatus{State: StateBackoff, ExitCode: &code, Restarts: restarts, Error: res.errText()})
+		if !r.sleep(bo.delay(res.ran)) {
+			// Stopped while waiting: nothing runs and nothing will.
+			r.emit(InstanceStatus{State: StateExited, ExitCode: &code, Restarts: restarts, Error: res.errText()})
+			return
+		}
+		restarts++
+	}
+}
+
+func (r *runner) restartAfter(code int) bool {
+	switch r.policy {
+	case RestartNever:
+		return false
+	case RestartOnFailure:
+		return code != 0
+	}
+	return true
+}
+
+// idle waits for Stop or Kill once the policy allows no more starts.
+func (r *runner) idle() {
+	select {
+	case <-r.stopCh:
+	case <-r.killCh:
+	}
+}
+
+// sleep waits d; false if Stop or Kill came first.
+func (r *runner) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.stopCh:
+		return false
+	case <-r.killCh:
+		return false
+	}
+}
+
+// watch waits for p to exit on its own (stopped = false) or for Stop/Kill,
+// which it carries out (stopped = true).
+func (r *runner) watch(p *proc, restarts int) (res exitResult, stopped bool) {
+	select {
+	case res = <-p.exited:
+		return res, false
+	case <-r.killCh:
+		signalGroup(p.pid, syscall.SIGKILL)
+		<-p.exited
+		return res, true
+	case <-r.stopCh:
+	}
+	r.emit(InstanceStatus{State: StateStopping, PID: p.pid, StartedAt: p.started, Restarts: restarts})
+	signalGroup(p.pid, syscall.SIGTERM)
+	t := time.NewTimer(r.cfg.Assignment.Spec.stopTimeout())
+	defer t.Stop()
+	select {
+	case res = <-p.exited:
+	case <-t.C:
+		r.log.Warn("stop timeout, killing", "pid", p.pid)
+		signalGroup(p.pid, syscall.SIGKILL)
+		res = <-p.exited
+	case <-r.killCh:
+		signalGroup(p.pid, syscall.SIGKILL)
+		res = <-p.exited
+	}
+	code := res.code
+	r.log.Info("stopped", "pid", p.pid, "code", code)
+	r.emit(InstanceStatus{State: StateExited, ExitCode: &code, Restarts: restarts, Error: res.errText()})
+	return res, true
+}
+
+// proc is one started process.
+type proc struct {
+	pid     int // also the process group id
+	started time.Time
+	exited  chan exitResult // receives once, after the whole group is gone
+}
+
+type exitResult struct {
+	code int           // exit status, or 128+signal
+	ran  time.Duration // how long the process lived
+	err  error         // a wait failure that is not an exit status
+}
+
+func (e exitResult) errText() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+
+// start starts the spec's command in a new process group.
+func (r *runner) start() (*proc, error) {
+	argv := commandArgv(r.cfg.Assignment.Spec.Command)
+	if len(argv) == 0 {
+		return nil, errors.New("empty command")
+	}
+	if r.dir != "" {
+		// Otherwise a bad dir reads as "fork/exec PROGRAM: no such file".
+		if fi, err := os.Stat(r.dir); err != nil {
+			return nil, fmt.Errorf("working dir: %w", err)
+		} else if !fi.IsDir() {
+			return nil, fmt.Errorf("working dir %s: not a directory", r.dir)
+		}
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = r.env
+	cmd.Dir = r.dir
+	// Pdeathsig is tied to the starting OS thread; Go only ends a thread
+	// when a goroutine exits while locked to it, which this package never
+	// does, so in practice it fires when gdpm itself dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if r.cfg.LogDir != "" {
+		stdout, stderr, err := r.openLogs()
+		if err != nil {
+			return nil, err
+		}
+		// The child holds its own copies once started.
+		defer stdout.Close()
+		defer stderr.Close()
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{pid: cmd.Process.Pid, started: time.Now(), exited: make(chan exitResult, 1)}
+	// Read before the waiter may reap it, so the pid cannot be reused yet.
+	startTime := procStartTime(p.pid)
+	go p.wait(cmd)
+	if r.cfg.OnStart != nil {
+		r.cfg.OnStart(p.pid, startTime)
+	}
+	return p, nil
+}
+
+// wait is the one goroutine that waits for cmd. Once the leader has exited
+// the group is SIGKILLed while the unreaped leader still pins the group id,
+// so the signal cannot reach a new group that reused it; then the leader is
+// reaped and the rest of the group awaited.
+func (p *proc) wait(cmd *exec.Cmd) {
+	waitExited(p.pid)
+	signalGroup(p.pid, syscall.SIGKILL)
+	err := cmd.Wait()
+	res := exitResult{ran: time.Since(p.started)}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+	default:
+		res.err = err
+	}
+	res.code = exitCode(cmd.ProcessState)
+	awaitGroupGone(p.pid)
+	p.exited <- res
+}
+
+func exitCode(ps *os.ProcessState) int {
+	if ps == nil {
+		return -1
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+// waitExited blocks until pid has exited, without reaping it.
+func waitExited(pid int) {
+	const pPID = 1
+	var info [128]byte // siginfo_t
+	for {
+		_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(pid),
+			uintptr(unsafe.Pointer(&info)), syscall.WEXITED|syscall.WNOWAIT, 0, 0)
+		if errno != syscall.EINTR {
+			return
+		}
+	}
+}
+
+func signalGroup(pgid int, sig syscall.Signal) {
+	if pgid > 0 {
+		syscall.Kill(-pgid, sig)
+	}
+}
+
+// awaitGroupGone SIGKILLs the group until no live process is left in it,
+// for at most groupKillWait. Repeating the signal catches a member that was
+// forking when the previous one was sent.
+func awaitGroupGone(pgid int) {
+	deadline := time.NewTimer(groupKillWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for len(liveGroupMembers(pgid)) > 0 {
+		signalGroup(pgid, syscall.SIGKILL)
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return
+		}
+	}
+}
+
+// liveGroupMembers lists the processes of group pgid that are not zombies.
+// kill(-pgid, 0) alone is not enough: orphaned zombies count as members,
+// and an init that does not reap (common in containers) keeps them forever.
+func liveGroupMembers(pgid int) []int {
+	if syscall.Kill(-pgid, 0) == syscall.ESRCH {
+		return nil
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return []int{pgid} // cannot tell; assume the worst
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, ok := readProcStat(pid)
+		if !ok || len(st) < 3 || st[0] == "Z" || st[0] == "X" {
+			continue
+		}
+		if g, err := strconv.Atoi(st[2]); err == nil && g == pgid {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// readProcStat returns the fields of /proc/pid/stat after the command name,
+// so that index 0 is field 3 (state).
+func readProcStat(pid int) ([]string, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, false
+	}
+	// The command name may hold spaces and parentheses; it ends at the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, false
+	}
+	return strings.Fields(string(b[i+1:])), true
+}
+
+// procStartTime returns field 22 of /proc/pid/stat (start time in clock
+// ticks since boot), or 0.
+func procStartTime(pid int) uint64 {
+	st, ok := readProcStat(pid)
+	if !ok || len(st) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(st[19], 10, 64)
+	return v
+}
+
+func (r *runner) openLogs() (stdout, stderr *os.File, err error) {
+	a := r.cfg.Assignment
+	for _, id := range []string{a.Service, a.Instance} {
+		if id == "" || id == "." || id == ".." || strings.ContainsRune(id, os.PathSeparator) {
+			return nil, nil, fmt.Errorf("log files: bad id %q", id)
+		}
+	}
+	dir := filepath.Join(r.cfg.LogDir, a.Service)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("log files: %w", err)
+	}
+	open := func(ext string) (*os.File, error) {
+		return os.OpenFile(filepath.Join(dir, a.Instance+ext), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	}
+	if stdout, err = open(".stdout"); err != nil {
+		return nil, nil, fmt.Errorf("log files: %w", err)
+	}
+	if stderr, err = open(".stderr"); err != nil {
+		stdout.Close()
+		return nil, nil, fmt.Errorf("log files: %w", err)
+	}
+	return stdout, stderr, nil
+}

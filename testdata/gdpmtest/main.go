@@ -1,0 +1,79 @@
+// Command gdpmtest is the program gdpm's tests run as a service. Its first
+// argument picks a behaviour:
+//
+//	sleep                 run until killed
+//	exit CODE [DELAY]     exit with CODE after DELAY (a Go duration, default 0)
+//	ignoreterm            ignore SIGTERM; run until SIGKILL
+//	fork N                start N grandchildren that sleep, then sleep
+//	print [INTERVAL]      print a numbered line every INTERVAL to stdout and stderr
+//	env NAME              print the value of NAME and the working dir, then sleep
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: gdpmtest MODE [ARGS]")
+		os.Exit(2)
+	}
+	arg := func(i int, def string) string {
+		if len(os.Args) > i {
+			return os.Args[i]
+		}
+		return def
+	}
+	switch os.Args[1] {
+	case "sleep":
+		forever()
+	case "exit":
+		code, _ := strconv.Atoi(arg(2, "0"))
+		d, _ := time.ParseDuration(arg(3, "0s"))
+		time.Sleep(d)
+		os.Exit(code)
+	case "ignoreterm":
+		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("ignoring SIGTERM")
+		forever()
+	case "fork":
+		n, _ := strconv.Atoi(arg(2, "2"))
+		for i := 0; i < n; i++ {
+			cmd := exec.Command(os.Args[0], "sleep")
+			if err := cmd.Start(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			fmt.Println("grandchild", cmd.Process.Pid)
+		}
+		forever()
+	case "print":
+		d, _ := time.ParseDuration(arg(2, "10ms"))
+		for i := 0; ; i++ {
+			fmt.Printf("out %d\n", i)
+			fmt.Fprintf(os.Stderr, "err %d\n", i)
+			time.Sleep(d)
+		}
+	case "env":
+		wd, _ := os.Getwd()
+		fmt.Printf("%s=%s\ndir=%s\n", arg(2, "HOME"), os.Getenv(arg(2, "HOME")), wd)
+		forever()
+	default:
+		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+// forever blocks until the process is killed. A bare select{} would not: with
+// no other goroutine the runtime reports a deadlock and exits with status 2.
+func forever() {
+	for {
+		time.Sleep(time.Hour)
+	}
+}
