@@ -1,0 +1,672 @@
+package gdpm
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/julienschmidt/httprouter"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Handler returns the master's HTTP API. Start serves it on HTTPAddr; an
+// embedding program may mount it elsewhere instead.
+func (m *Master) Handler() http.Handler {
+	r := httprouter.New()
+	// Paths answer with and without the trailing slash, never by redirect:
+	// clients of the seed API POST to both forms.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = true
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "no such route")
+	})
+	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed on this route")
+	})
+	r.PanicHandler = func(w http.ResponseWriter, _ *http.Request, v any) {
+		m.log.Error("api handler panic", "panic", v)
+		writeError(w, http.StatusInternalServerError, "internal error")
+	}
+	both := func(method, path string, h httprouter.Handle) {
+		r.Handle(method, path, h)
+		r.Handle(method, path+"/", h)
+	}
+	both(http.MethodGet, "/node", m.handleListNodes)
+	both(http.MethodGet, "/node/:id", m.handleGetNode)
+	both(http.MethodGet, "/service", m.handleListServices)
+	both(http.MethodPost, "/service", m.handleCreateService)
+	both(http.MethodGet, "/service/:id", m.handleGetService)
+	both(http.MethodPost, "/service/:id", m.handleScaleService)
+	both(http.MethodDelete, "/service/:id", m.handleDeleteService)
+	r.GET("/healthz", m.handleHealth)
+	return m.authorize(r)
+}
+
+// authorize requires the cluster token on every route but /healthz.
+func (m *Master) authorize(next http.Handler) http.Handler {
+	if m.cfg.Token == "" {
+		return next
+	}
+	want := []byte("Bearer " + m.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gdpm"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong token: send Authorization: Bearer TOKEN")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{Error: msg})
+}
+
+// fail answers err with the status its sentinel calls for.
+func (m *Master) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusInternalServerError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		status = http.StatusRequestEntityTooLarge
+		err = fmt.Errorf("request body exceeds %d bytes", tooBig.Limit)
+	case errors.Is(err, ErrBadRequest):
+		status = http.StatusBadRequest
+	case errors.Is(err, ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrConflict):
+		status = http.StatusServiceUnavailable
+	}
+	if status >= 500 {
+		m.log.Warn("api error", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeError(w, status, strings.TrimPrefix(err.Error(), "gdpm: "))
+}
+
+func (m *Master) etcdCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), m.cfg.RequestTimeout)
+}
+
+func (m *Master) handleHealth(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx, cancel := m.etcdCtx(r)
+	defer cancel()
+	if _, err := m.cli.Get(ctx, m.k.cursor(), clientv3.WithCountOnly()); err != nil {
+		m.fail(w, r, storeErr("gdpm: health", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "leader": m.IsLeader(), "id": m.cfg.ID})
+}
+
+// --- nodes ---
+
+func (m *Master) handleListNodes(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx, cancel := m.etcdCtx(r)
+	defer cancel()
+	nodes, rev, err := m.readNodes(ctx)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	perNode := map[string]map[string]bool{}
+	err = m.scanKeys(ctx, m.k.assignAll(), rev, func(key string) {
+		if node, svc, _, ok := m.k.splitAssign(key); ok {
+			if perNode[node] == nil {
+				perNode[node] = map[string]bool{}
+			}
+			perNode[node][svc] = true
+		}
+	})
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	out := NodeList{Ids: []string{}, ServiceNum: []int{}, Status: []int{}, Times: []string{}}
+	for _, n := range nodes {
+		out.Ids = append(out.Ids, n.ID)
+		out.ServiceNum = append(out.ServiceNum, len(perNode[n.ID]))
+		out.Status = append(out.Status, n.Status)
+		out.Times = append(out.Times, n.RegisteredAt.Local().Format(time.RFC822))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// readNodes returns the registered nodes by registration time, and the
+// revision read.
+func (m *Master) readNodes(ctx context.Context) ([]Node, int64, error) {
+	resp, err := m.cli.Get(ctx, m.k.nodes(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, storeErr("gdpm: read nodes", err)
+	}
+	nodes := make([]Node, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var n Node
+		if json.Unmarshal(kv.Value, &n) == nil {
+			nodes = append(nodes, n)
+		}
+	}
+	sort.Slice(nodes, func(i, j int) bool {
+		if !nodes[i].RegisteredAt.Equal(nodes[j].RegisteredAt) {
+			return nodes[i].RegisteredAt.Before(nodes[j].RegisteredAt)
+		}
+		return nodes[i].ID < nodes[j].ID
+	})
+	return nodes, resp.Header.Revision, nil
+}
+
+// scanKeys calls fn for every key under prefix at rev, in pages, so a large
+// cluster is never read in one response.
+func (m *Master) scanKeys(ctx context.Context, prefix string, rev int64, fn func(key string)) error {
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	from := prefix
+	for {
+		resp, err := m.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithRev(rev),
+			clientv3.WithKeysOnly(), clientv3.WithLimit(10000), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+		if err != nil {
+			return storeErr("gdpm: read "+strings.TrimPrefix(prefix, m.k.p), err)
+		}
+		for _, kv := range resp.Kvs {
+			fn(string(kv.Key))
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+func (m *Master) handleGetNode(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	id := p.ByName("id")
+	ctx, cancel := m.etcdCtx(r)
+	defer cancel()
+	resp, err := m.cli.Get(ctx, m.k.node(id))
+	if err != nil {
+		m.fail(w, r, storeErr("gdpm: read node", err))
+		return
+	}
+	if len(resp.Kvs) == 0 {
+		m.fail(w, r, fmt.Errorf("node %q: %w", id, ErrNotFound))
+		return
+	}
+	rev := resp.Header.Revision
+	counts := map[string]int{}
+	err = m.scanKeys(ctx, m.k.assigns(id), rev, func(key string) {
+		if _, svc, _, ok := m.k.splitAssign(key); ok {
+			counts[svc]++
+		}
+	})
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	services, err := m.readServices(ctx, rev)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	out := NodeServices{Command: []string{}, Ids: []string{}, Number: []int{}}
+	for _, svc := range sortedKeys(counts) {
+		out.Ids = append(out.Ids, svc)
+		out.Command = append(out.Command, services[svc].Command)
+		out.Number = append(out.Number, counts[svc])
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// --- services: reads ---
+
+func (m *Master) readServices(ctx context.Context, rev int64) (map[string]Service, error) {
+	opts := []clientv3.OpOption{clientv3.WithPrefix()}
+	if rev > 0 {
+		opts = append(opts, clientv3.WithRev(rev))
+	}
+	resp, err := m.cli.Get(ctx, m.k.services(), opts...)
+	if err != nil {
+		return nil, storeErr("gdpm: read services", err)
+	}
+	out := make(map[string]Service, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var s Service
+		if json.Unmarshal(kv.Value, &s) == nil {
+			out[s.ID] = s
+		}
+	}
+	return out, nil
+}
+
+// instanceTable is where every instance of some services is, at one
+// revision: inst -> node ("" for pending), and the slaves' statuses.
+type instanceTable struct {
+	where  map[string]map[string]string // svc -> inst -> node
+	status map[string]InstanceStatus    // svc/inst -> status
+}
+
+// readInstances reads placements and statuses; svc "" means all services.
+func (m *Master) readInstances(ctx context.Context, rev int64, svc string) (instanceTable, error) {
+	t := instanceTable{where: map[string]map[string]string{}, status: map[string]InstanceStatus{}}
+	put := func(s, inst, node string) {
+		if t.where[s] == nil {
+			t.where[s] = map[string]string{}
+		}
+		t.where[s][inst] = node
+	}
+	err := m.scanKeys(ctx, m.k.assignAll(), rev, func(key string) {
+		if node, s, inst, ok := m.k.splitAssign(key); ok && (svc == "" || s == svc) {
+			put(s, inst, node)
+		}
+	})
+	if err != nil {
+		return t, err
+	}
+	pendingPrefix, statusPrefix := m.k.pendingAll(), m.k.statusAll()
+	if svc != "" {
+		pendingPrefix, statusPrefix = m.k.pending(svc, ""), m.k.statuses(svc)
+	}
+	err = m.scanKeys(ctx, pendingPrefix, rev, func(key string) {
+		if s, inst, ok := splitPair(key, m.k.pendingAll()); ok {
+			put(s, inst, "")
+		}
+	})
+	if err != nil {
+		return t, err
+	}
+	resp, err := m.cli.Get(ctx, statusPrefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
+	if err != nil {
+		return t, storeErr("gdpm: read status", err)
+	}
+	for _, kv := range resp.Kvs {
+		var st InstanceStatus
+		if json.Unmarshal(kv.Value, &st) == nil {
+			t.status[st.Service+"/"+st.Instance] = st
+		}
+	}
+	return t, nil
+}
+
+// info describes one instance: its placement joined with the status its
+// node reported (a status from another node is stale and ignored).
+func (t instanceTable) info(svc, inst string) InstanceInfo {
+	node := t.where[svc][inst]
+	in := InstanceInfo{ID: inst, Node: node, State: StatePending}
+	if node == "" {
+		return in
+	}
+	in.State = StateAssigned
+	if st, ok := t.status[svc+"/"+inst]; ok && st.Node == node {
+		in.State, in.PID, in.ExitCode, in.Restarts, in.StartedAt, in.Error =
+			st.State, st.PID, st.ExitCode, st.Restarts, st.StartedAt, st.Error
+	}
+	return in
+}
+
+// counts returns how many instances of svc run and how many wait.
+func (t instanceTable) counts(svc string) (running, pending int) {
+	for inst, node := range t.where[svc] {
+		switch {
+		case node == "":
+			pending++
+		case t.info(svc, inst).State == StateRunning:
+			running++
+		}
+	}
+	return running, pending
+}
+
+func (m *Master) handleListServices(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	ctx, cancel := m.etcdCtx(r)
+	defer cancel()
+	services, err := m.readServices(ctx, 0)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	rev, err := m.currentRev(ctx)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	t, err := m.readInstances(ctx, rev, "")
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	out := ServiceList{Services: []ServiceSummary{}}
+	for _, s := range services {
+		running, pending := t.counts(s.ID)
+		out.Services = append(out.Services, ServiceSummary{
+			ID: s.ID, Command: s.Command, InstanceNum: s.InstanceNum,
+			Running: running, Pending: pending, Restart: s.restartPolicy(), CreatedAt: s.CreatedAt,
+		})
+	}
+	sort.Slice(out.Services, func(i, j int) bool {
+		a, b := out.Services[i], out.Services[j]
+		if !a.CreatedAt.Equal(b.CreatedAt) {
+			return a.CreatedAt.Before(b.CreatedAt)
+		}
+		return a.ID < b.ID
+	})
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (m *Master) currentRev(ctx context.Context) (int64, error) {
+	resp, err := m.cli.Get(ctx, m.k.cursor(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, storeErr("gdpm: read", err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// getService reads one service; ErrNotFound when it does not exist.
+func (m *Master) getService(ctx context.Context, id string) (Service, int64, int64, error) {
+	resp, err := m.cli.Get(ctx, m.k.service(id))
+	if err != nil {
+		return Service{}, 0, 0, storeErr("gdpm: read service", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return Service{}, 0, 0, fmt.Errorf("service %q: %w", id, ErrNotFound)
+	}
+	var s Service
+	if err := json.Unmarshal(resp.Kvs[0].Value, &s); err != nil {
+		return Service{}, 0, 0, fmt.Errorf("gdpm: service %q is corrupt: %v", id, err)
+	}
+	return s, resp.Kvs[0].ModRevision, resp.Header.Revision, nil
+}
+
+func (m *Master) handleGetService(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	ctx, cancel := m.etcdCtx(r)
+	defer cancel()
+	s, _, rev, err := m.getService(ctx, p.ByName("id"))
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	t, err := m.readInstances(ctx, rev, s.ID)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	out := ServiceDetail{Service: s, Instances: []InstanceInfo{}}
+	out.Restart = s.restartPolicy()
+	if out.StopTimeout == 0 {
+		out.StopTimeout = Duration(DefaultStopTimeout)
+	}
+	out.Running, out.Pending = t.counts(s.ID)
+	for _, inst := range sortedKeys(t.where[s.ID]) {
+		out.Instances = append(out.Instances, t.info(s.ID, inst))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// --- services: writes ---
+
+func (m *Master) handleCreateService(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	req, err := m.decodeCreate(w, r)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	s, err := m.validateCreate(req)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	val, _ := json.Marshal(s)
+	ctx, cancel := m.etcdCtx(r)
+	defer cancel()
+	key := m.k.service(s.ID)
+	resp, err := m.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(clientv3.OpPut(key, string(val))).Commit()
+	if err != nil {
+		m.fail(w, r, storeErr("gdpm: create service", err))
+		return
+	}
+	if !resp.Succeeded {
+		m.fail(w, r, fmt.Errorf("gdpm: service id %s already exists: %w", s.ID, ErrConflict))
+		return
+	}
+	m.log.Info("service created", "id", s.ID, "command", s.Command, "instances", s.InstanceNum)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, s.ID)
+}
+
+// decodeCreate reads a create request from JSON or from form fields (what
+// the original server actually read).
+func (m *Master) decodeCreate(w http.ResponseWriter, r *http.Request) (CreateRequest, error) {
+	var req CreateRequest
+	r.Body = http.MaxBytesReader(w, r.Body, m.cfg.MaxBodyBytes)
+	if isJSON(r) {
+		return req, decodeJSON(r.Body, &req)
+	}
+	if err := parseForm(r); err != nil {
+		return req, err
+	}
+	req.Command = r.PostForm.Get("Command")
+	var err error
+	if req.InstanceNum, err = formInt(r, "InstanceNum"); err != nil {
+		return req, err
+	}
+	req.Dir = r.PostForm.Get("Dir")
+	req.Restart = RestartPolicy(r.PostForm.Get("Restart"))
+	if v := r.PostForm.Get("StopTimeout"); v != "" {
+		if err := req.StopTimeout.parse(v); err != nil {
+			return req, fmt.Errorf("StopTimeout: %v: %w", err, ErrBadRequest)
+		}
+	}
+	for _, kv := range r.PostForm["Env"] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return req, fmt.Errorf("Env %q is not KEY=VALUE: %w", kv, ErrBadRequest)
+		}
+		if req.Env == nil {
+			req.Env = map[string]string{}
+		}
+		req.Env[k] = v
+	}
+	return req, nil
+}
+
+func isJSON(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return mt == "application/json" || mt == "" || strings.HasSuffix(mt, "+json")
+}
+
+// decodeJSON decodes exactly one JSON value into v.
+func decodeJSON(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("empty body: send a JSON object: %w", ErrBadRequest)
+		}
+		return fmt.Errorf("body is not valid JSON for this route: %v: %w", err, ErrBadRequest)
+	}
+	if dec.More() {
+		return fmt.Errorf("body has data after the JSON object: %w", ErrBadRequest)
+	}
+	return nil
+}
+
+func parseForm(r *http.Request) error {
+	if err := r.ParseForm(); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		return fmt.Errorf("bad form body: %v: %w", err, ErrBadRequest)
+	}
+	return nil
+}
+
+func formInt(r *http.Request, name string) (*int, error) {
+	v := strings.TrimSpace(r.PostForm.Get(name))
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s must be a whole number, got %q: %w", name, v, ErrBadRequest)
+	}
+	return &n, nil
+}
+
+// validateCreate checks every field and builds the service to store.
+func (m *Master) validateCreate(req CreateRequest) (Service, error) {
+	bad := func(format string, args ...any) (Service, error) {
+		return Service{}, fmt.Errorf(format+": %w", append(args, ErrBadRequest)...)
+	}
+	cmd := strings.TrimSpace(req.Command)
+	switch {
+	case cmd == "":
+		return bad("Command is empty")
+	case strings.ContainsRune(cmd, 0):
+		return bad("Command contains a NUL byte")
+	}
+	n := 1
+	if req.InstanceNum != nil {
+		n = *req.InstanceNum
+	}
+	if err := m.checkInstanceNum(n); err != nil {
+		return Service{}, err
+	}
+	if !req.Restart.valid() {
+		return bad("Restart must be always, on-failure or never, got %q", req.Restart)
+	}
+	if req.StopTimeout < 0 || time.Duration(req.StopTimeout) > time.Hour {
+		return bad("StopTimeout must be between 0 and 1h")
+	}
+	if req.Dir != "" && !filepath.IsAbs(req.Dir) {
+		return bad("Dir must be an absolute path, got %q", req.Dir)
+	}
+	for k, v := range req.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+			return bad("Env name %q is not a valid variable name", k)
+		}
+	}
+	return Service{
+		ID: uuid.NewString(),
+		Spec: Spec{
+			Command: cmd, Env: req.Env, Dir: req.Dir,
+			Restart: req.Restart, StopTimeout: req.StopTimeout,
+		},
+		InstanceNum: n,
+		CreatedAt:   time.Now().UTC(),
+	}, nil
+}
+
+func (m *Master) checkInstanceNum(n int) error {
+	if n < 0 || n > m.cfg.MaxInstances {
+		return fmt.Errorf("InstanceNum must be between 0 and %d, got %d: %w", m.cfg.MaxInstances, n, ErrBadRequest)
+	}
+	return nil
+}
+
+func (m *Master) handleScaleService(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	id := p.ByName("id")
+	var req ScaleRequest
+	r.Body = http.MaxBytesReader(w, r.Body, m.cfg.MaxBodyBytes)
+	var err error
+	if isJSON(r) {
+		err = decodeJSON(r.Body, &req)
+	} else if err = parseForm(r); err == nil {
+		req.InstanceNum, err = formInt(r, "InstanceNum")
+	}
+	if err == nil && req.InstanceNum == nil {
+		err = fmt.Errorf("InstanceNum is required: %w", ErrBadRequest)
+	}
+	if err == nil {
+		err = m.checkInstanceNum(*req.InstanceNum)
+	}
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	ctx, cancel := m.etcdCtx(r)
+	defer cancel()
+	s, err := m.scale(ctx, id, *req.InstanceNum)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s)
+}
+
+// scale sets a service's instance count, retrying when it races another
+// writer of the same service.
+func (m *Master) scale(ctx context.Context, id string, n int) (Service, error) {
+	for attempt := 0; ; attempt++ {
+		s, modRev, _, err := m.getService(ctx, id)
+		if err != nil {
+			return s, err
+		}
+		if s.InstanceNum == n {
+			return s, nil
+		}
+		from := s.InstanceNum
+		s.InstanceNum = n
+		val, _ := json.Marshal(s)
+		key := m.k.service(id)
+		resp, err := m.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).Then(clientv3.OpPut(key, string(val))).Commit()
+		if err != nil {
+			return s, storeErr("gdpm: scale service", err)
+		}
+		if resp.Succeeded {
+			m.log.Info("service scaled", "id", id, "from", from, "to", n)
+			return s, nil
+		}
+		if attempt == 5 {
+			return s, fmt.Errorf("gdpm: scale service %s: %w", id, ErrConflict)
+		}
+	}
+}
+
+func (m *Master) handleDeleteService(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	id := p.ByName("id")
+	ctx, cancel := m.etcdCtx(r)
+	defer cancel()
+	key := m.k.service(id)
+	// The pending queue goes with the spec; the scheduler removes the
+	// placed instances and their slaves stop them.
+	resp, err := m.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
+		Then(clientv3.OpDelete(key), clientv3.OpDelete(m.k.pending(id, ""), clientv3.WithPrefix())).
+		Commit()
+	if err != nil {
+		m.fail(w, r, storeErr("gdpm: delete service", err))
+		return
+	}
+	if !resp.Succeeded {
+		m.fail(w, r, fmt.Errorf("service %q: %w", id, ErrNotFound))
+		return
+	}
+	m.log.Info("service deleted", "id", id)
+	writeJSON(w, http.StatusOK, map[string]any{"ID": id, "Deleted": true})
+}

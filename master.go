@@ -1,0 +1,456 @@
+package gdpm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// MasterConfig configures a Master. Zero fields take the defaults noted.
+type MasterConfig struct {
+	// Endpoints are the etcd client URLs. Required.
+	Endpoints []string
+	// AdvertiseEndpoints are the etcd URLs handed to slaves at
+	// registration. Default: Endpoints.
+	AdvertiseEndpoints []string
+	// Prefix is the etcd key prefix. Default DefaultPrefix ("/gdpm/").
+	Prefix string
+	// HTTPAddr is the API's listen address. Default "127.0.0.1:8989".
+	HTTPAddr string
+	// TCPAddr is the slave registration address. Default "127.0.0.1:8888".
+	TCPAddr string
+	// Token, when set, is required as "Authorization: Bearer TOKEN" on the
+	// API and in every slave's hello. Without it, listen on loopback only.
+	Token string
+	// ID names this master in the leader election. Default: a new UUID.
+	ID string
+	// LeaseTTL is the liveness lease given to slaves: a slave silent for
+	// this long is lost and its instances are placed elsewhere. Default 5s;
+	// etcd counts it in whole seconds.
+	LeaseTTL time.Duration
+	// ElectionTTL is how long a dead leader keeps the scheduler before
+	// another master takes over. Default 5s (whole seconds).
+	ElectionTTL time.Duration
+	// RequestTimeout bounds every etcd call, so the API answers 503 rather
+	// than hang when etcd is unreachable. Default 3s.
+	RequestTimeout time.Duration
+	// MaxInstances caps InstanceNum of one service. Default 10000.
+	MaxInstances int
+	// MaxBodyBytes caps a request body. Default 1 MiB.
+	MaxBodyBytes int64
+	// TxnOps is the most operations one scheduler transaction holds; etcd
+	// refuses more than its --max-txn-ops (default 128). Default 128.
+	TxnOps int
+	// ResyncInterval is how often the scheduler compares every service
+	// with its placements even when nothing changed. Default 30s.
+	ResyncInterval time.Duration
+	// Logger receives the master's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Defaults for MasterConfig.
+const (
+	DefaultHTTPAddr       = "127.0.0.1:8989"
+	DefaultTCPAddr        = "127.0.0.1:8888"
+	DefaultLeaseTTL       = 5 * time.Second
+	DefaultElectionTTL    = 5 * time.Second
+	DefaultRequestTimeout = 3 * time.Second
+	DefaultMaxInstances   = 10000
+	DefaultMaxBodyBytes   = 1 << 20
+	DefaultTxnOps         = 128
+	DefaultResync         = 30 * time.Second
+)
+
+func (c MasterConfig) withDefaults() (MasterConfig, error) {
+	if len(c.Endpoints) == 0 {
+		return c, fmt.Errorf("%w: no etcd endpoints", ErrInvalidConfig)
+	}
+	if len(c.AdvertiseEndpoints) == 0 {
+		c.AdvertiseEndpoints = c.Endpoints
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.TCPAddr == "" {
+		c.TCPAddr = DefaultTCPAddr
+	}
+	if c.Token == "" {
+		for _, a := range []string{c.HTTPAddr, c.TCPAddr} {
+			if !isLoopback(a) {
+				return c, fmt.Errorf("%w: without a token the master listens on loopback only; set a token to listen on %q", ErrInvalidConfig, a)
+			}
+		}
+	}
+	if c.ID == "" {
+		c.ID = uuid.NewString()
+	}
+	c.LeaseTTL = orDefault(c.LeaseTTL, DefaultLeaseTTL)
+	c.ElectionTTL = orDefault(c.ElectionTTL, DefaultElectionTTL)
+	c.RequestTimeout = orDefault(c.RequestTimeout, DefaultRequestTimeout)
+	c.ResyncInterval = orDefault(c.ResyncInterval, DefaultResync)
+	if c.LeaseTTL < time.Second || c.ElectionTTL < time.Second {
+		return c, fmt.Errorf("%w: LeaseTTL and ElectionTTL must be at least 1s", ErrInvalidConfig)
+	}
+	c.MaxInstances = orDefault(c.MaxInstances, DefaultMaxInstances)
+	c.MaxBodyBytes = orDefault(c.MaxBodyBytes, DefaultMaxBodyBytes)
+	c.TxnOps = orDefault(c.TxnOps, DefaultTxnOps)
+	if c.TxnOps < 4 {
+		return c, fmt.Errorf("%w: TxnOps must be at least 4", ErrInvalidConfig)
+	}
+	if c.Logger == nil {
+		c.Logger = discardLogger()
+	}
+	return c, nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// isLoopback reports whether a listen address binds loopback only.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// Master serves slave registration and the HTTP API, and schedules while it
+// is the elected leader. It keeps no state that etcd does not have.
+type Master struct {
+	cfg   MasterConfig
+	k     keyspace
+	log   *slog.Logger
+	cli   *clientv3.Client
+	stats schedStats
+
+	httpLn  net.Listener
+	tcpLn   net.Listener
+	httpSrv *http.Server
+	leader  atomic.Bool
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	conns   map[net.Conn]struct{}
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// NewMaster validates cfg and returns a master that has not started.
+func NewMaster(cfg MasterConfig) (*Master, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Master{cfg: cfg, k: newKeyspace(cfg.Prefix), log: cfg.Logger, conns: map[net.Conn]struct{}{}}, nil
+}
+
+// Start binds the HTTP and TCP listeners and starts serving and campaigning
+// for leadership in the background. It does not wait for etcd: until etcd
+// answers, the API returns 503 and registrations are refused.
+func (m *Master) Start(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if m.started {
+		return nil
+	}
+	if m.cfg.Token == "" {
+		m.log.Warn("no token set: the API and registration are open to anyone who reaches them; set a token before listening beyond loopback")
+	}
+	cli, err := newEtcdClient(m.cfg.Endpoints, m.cfg.RequestTimeout)
+	if err != nil {
+		return err
+	}
+	httpLn, err := net.Listen("tcp", m.cfg.HTTPAddr)
+	if err != nil {
+		cli.Close()
+		return fmt.Errorf("gdpm: master http listen: %w", err)
+	}
+	tcpLn, err := net.Listen("tcp", m.cfg.TCPAddr)
+	if err != nil {
+		cli.Close()
+		httpLn.Close()
+		return fmt.Errorf("gdpm: master tcp listen: %w", err)
+	}
+	m.cli, m.httpLn, m.tcpLn = cli, httpLn, tcpLn
+	m.httpSrv = &http.Server{
+		Handler:           m.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = cancel
+	m.started = true
+	m.wg.Add(3)
+	go func() {
+		defer m.wg.Done()
+		if err := m.httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error("http server stopped", "err", err)
+		}
+	}()
+	go func() { defer m.wg.Done(); m.acceptLoop(runCtx) }()
+	go func() { defer m.wg.Done(); m.leadLoop(runCtx) }()
+	m.log.Info("master started", "id", m.cfg.ID, "http", httpLn.Addr().String(), "tcp", tcpLn.Addr().String())
+	return nil
+}
+
+// HTTPAddr is the address the API listens on (with the real port).
+func (m *Master) HTTPAddr() string { return addrOf(m.httpLn) }
+
+// TCPAddr is the address slaves register on (with the real port).
+func (m *Master) TCPAddr() string { return addrOf(m.tcpLn) }
+
+func addrOf(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+// ID is this master's id in the election.
+func (m *Master) ID() string { return m.cfg.ID }
+
+// IsLeader reports whether this master runs the scheduler now.
+func (m *Master) IsLeader() bool { return m.leader.Load() }
+
+// SchedulerStats returns the counts of placements, removals and etcd
+// transactions this master's scheduler made, and the bytes it wrote.
+func (m *Master) SchedulerStats() (placements, removals, txns, bytes int64) {
+	return m.stats.Placements.Load(), m.stats.Removals.Load(), m.stats.Txns.Load(), m.stats.TxnBytes.Load()
+}
+
+// Close stops serving, resigns leadership and waits for every goroutine.
+// It is idempotent and safe on nil.
+func (m *Master) Close() error {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	started := m.started
+	for c := range m.conns {
+		c.Close()
+	}
+	m.mu.Unlock()
+	if !started {
+		return nil
+	}
+	m.cancel()
+	m.tcpLn.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := m.httpSrv.Shutdown(sctx)
+	if err != nil {
+		m.httpSrv.Close()
+	}
+	// Close the etcd client before waiting: a campaign cancelled while etcd
+	// is unreachable resigns on the client's own context, which only
+	// closing the client ends.
+	if cerr := m.cli.Close(); cerr != nil && err == nil && !errors.Is(cerr, context.Canceled) {
+		err = cerr
+	}
+	m.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("gdpm: master close: %w", err)
+	}
+	return nil
+}
+
+// leadLoop campaigns for leadership and schedules while it holds it.
+func (m *Master) leadLoop(ctx context.Context) {
+	retry := newRetryDelay(100*time.Millisecond, 2*time.Second)
+	for ctx.Err() == nil {
+		if err := m.leadTerm(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn("scheduler term ended", "err", err)
+			if !retry.wait(ctx) {
+				return
+			}
+			continue
+		}
+		retry.reset()
+	}
+}
+
+// leadTerm wins one election and schedules until leadership or ctx is lost.
+func (m *Master) leadTerm(ctx context.Context) error {
+	sess, err := concurrency.NewSession(m.cli, concurrency.WithTTL(ttlSeconds(m.cfg.ElectionTTL)), concurrency.WithContext(ctx))
+	if err != nil {
+		return storeErr("gdpm: election session", err)
+	}
+	defer sess.Close()
+	el := concurrency.NewElection(sess, m.k.election())
+	if err := el.Campaign(ctx, m.cfg.ID); err != nil {
+		return storeErr("gdpm: campaign", err)
+	}
+	m.log.Info("elected scheduling leader", "id", m.cfg.ID)
+	m.leader.Store(true)
+	defer m.leader.Store(false)
+
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.Done():
+			cancel()
+		case <-tctx.Done():
+		}
+	}()
+	s := &scheduler{
+		cli: m.cli, k: m.k, leaderKey: el.Key(), leaderRev: el.Rev(),
+		maxOps: m.cfg.TxnOps, timeout: m.cfg.RequestTimeout, resync: m.cfg.ResyncInterval,
+		log: m.log, stats: &m.stats,
+	}
+	err = s.run(tctx)
+	rctx, rcancel := context.WithTimeout(context.Background(), m.cfg.RequestTimeout)
+	el.Resign(rctx)
+	rcancel()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func ttlSeconds(d time.Duration) int {
+	return max(1, int((d+time.Second-1)/time.Second))
+}
+
+// acceptLoop serves slave registrations until the listener closes.
+func (m *Master) acceptLoop(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		conn, err := m.tcpLn.Accept()
+		if err != nil {
+			return
+		}
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			conn.Close()
+			return
+		}
+		m.conns[conn] = struct{}{}
+		m.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.serveRegistration(ctx, conn)
+			m.mu.Lock()
+			delete(m.conns, conn)
+			m.mu.Unlock()
+			conn.Close()
+		}()
+	}
+}
+
+// serveRegistration answers one hello with a node id or an error.
+func (m *Master) serveRegistration(ctx context.Context, conn net.Conn) {
+	conn.SetDeadline(time.Now().Add(registerTimeout))
+	reply := welcome{Magic: protoMagic, Version: protoVersion}
+	var h hello
+	err := readFrame(conn, &h)
+	if err == nil {
+		err = checkHello(h, m.cfg.Token)
+	}
+	if err == nil {
+		reply.NodeID, err = m.nodeIDFor(ctx, h.PrevID)
+	}
+	if err != nil {
+		m.log.Warn("registration refused", "remote", conn.RemoteAddr().String(), "err", err)
+		reply.Error = err.Error()
+	} else {
+		reply.Endpoints = m.cfg.AdvertiseEndpoints
+		reply.Prefix = m.k.p
+		reply.LeaseTTL = ttlSeconds(m.cfg.LeaseTTL)
+		m.log.Info("slave registered", "node", reply.NodeID, "hostname", h.Hostname, "remote", conn.RemoteAddr().String())
+	}
+	if werr := writeFrame(conn, reply); werr != nil {
+		m.log.Debug("registration reply failed", "err", werr)
+		return
+	}
+	// Closing with unread bytes would reset the connection and could
+	// destroy the reply; half-close and drain what the peer still sends.
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.CloseWrite()
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		io.Copy(io.Discard, io.LimitReader(conn, maxFrame))
+	}
+}
+
+// nodeIDFor gives a restarted slave its previous id back when no live node
+// holds it, so its unmoved assignments resume; otherwise a new UUID. The
+// slave's create-if-absent of its node key settles any race.
+func (m *Master) nodeIDFor(ctx context.Context, prev string) (string, error) {
+	if _, err := uuid.Parse(prev); prev == "" || err != nil {
+		return uuid.NewString(), nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
+	defer cancel()
+	resp, err := m.cli.Get(cctx, m.k.node(prev), clientv3.WithCountOnly())
+	if err != nil {
+		return "", storeErr("gdpm: register", err)
+	}
+	if resp.Count > 0 {
+		return uuid.NewString(), nil
+	}
+	return prev, nil
+}
+
+// retryDelay is a capped exponential delay between attempts.
+type retryDelay struct{ cur, min, max time.Duration }
+
+func newRetryDelay(lo, hi time.Duration) *retryDelay { return &retryDelay{cur: lo, min: lo, max: hi} }
+func (r *retryDelay) reset()                         { r.cur = r.min }
+
+// wait sleeps the current delay and doubles it; false if ctx ended first.
+func (r *retryDelay) wait(ctx context.Context) bool {
+	t := time.NewTimer(r.cur)
+	defer t.Stop()
+	r.cur = min(2*r.cur, r.max)
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// hostname is os.Hostname with a fallback, for slaves that do not set one.
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
+}

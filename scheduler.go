@@ -1,0 +1,428 @@
+package gdpm
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// errNotLeader ends a scheduling term: the election key this master won is
+// gone, so its writes are fenced off and another master schedules.
+var errNotLeader = errors.New("gdpm: no longer the scheduling leader")
+
+// scheduler runs on the elected master. It keeps a clusterView current from
+// one watch and, whenever a service or the node set changes, compares the
+// desired instance counts with the placements and writes the difference:
+// new instances round-robin over the online nodes (or into the pending
+// queue), instances of lost nodes moved, excess instances removed from the
+// nodes that hold the most of their service.
+//
+// Every write is a transaction guarded by the leader's election key, so a
+// deposed leader cannot write, and by the mod revision of each service it
+// read, so a plan made from a stale spec is thrown away and made again.
+type scheduler struct {
+	cli       *clientv3.Client
+	k         keyspace
+	leaderKey string
+	leaderRev int64
+	maxOps    int
+	timeout   time.Duration
+	resync    time.Duration
+	log       *slog.Logger
+	stats     *schedStats
+
+	view      *clusterView
+	dirty     map[string]bool
+	allDirty  bool
+	lastWrite int64
+}
+
+// schedStats counts the scheduler's work; read by benchmarks and metrics.
+type schedStats struct {
+	Placements atomic.Int64 // instances put on a node
+	Removals   atomic.Int64 // instances removed
+	Txns       atomic.Int64 // write transactions committed
+	TxnBytes   atomic.Int64 // bytes of keys and values written
+	Passes     atomic.Int64 // reconcile passes that wrote something
+}
+
+// run schedules until ctx ends, leadership is lost or the watch breaks; the
+// caller starts a new term (with a fresh read) in the last case.
+func (s *scheduler) run(ctx context.Context) error {
+	if err := s.load(ctx); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	// The range [assign/, status/) holds everything placement depends on
+	// and leaves out the busy status keys.
+	wch := s.cli.Watch(wctx, s.k.assignAll(), clientv3.WithRange(s.k.statusAll()), clientv3.WithRev(s.view.rev+1))
+	ticker := time.NewTicker(s.resync)
+	defer ticker.Stop()
+	for {
+		if (s.allDirty || len(s.dirty) > 0) && s.view.rev >= s.lastWrite {
+			if err := s.reconcile(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ticker.C:
+			s.allDirty = true
+		case wr, ok := <-wch:
+			if !ok {
+				return fmt.Errorf("gdpm: scheduler watch closed")
+			}
+			if err := s.applyWatch(wr); err != nil {
+				return err
+			}
+			// Fold whatever else has arrived before planning.
+			for drained := false; !drained; {
+				select {
+				case wr, ok := <-wch:
+					if !ok {
+						return fmt.Errorf("gdpm: scheduler watch closed")
+					}
+					if err := s.applyWatch(wr); err != nil {
+						return err
+					}
+				default:
+					drained = true
+				}
+			}
+		}
+	}
+}
+
+func (s *scheduler) applyWatch(wr clientv3.WatchResponse) error {
+	if err := wr.Err(); err != nil {
+		return fmt.Errorf("gdpm: scheduler watch: %w", err)
+	}
+	for _, ev := range wr.Events {
+		c := s.view.apply(ev.Kv, ev.Type == clientv3.EventTypeDelete)
+		if c.nodes {
+			s.allDirty = true
+		}
+		if c.service != "" {
+			s.dirty[c.service] = true
+		}
+		s.view.rev = max(s.view.rev, ev.Kv.ModRevision)
+	}
+	s.view.rev = max(s.view.rev, wr.Header.Revision)
+	return nil
+}
+
+// load reads the placement state at one revision.
+func (s *scheduler) load(ctx context.Context) error {
+	s.view = newClusterView(s.k)
+	s.dirty = map[string]bool{}
+	s.allDirty = true
+	var rev int64
+	for _, prefix := range []string{s.k.nodes(), s.k.services(), s.k.assignAll(), s.k.pendingAll(), s.k.cursor()} {
+		opts := []clientv3.OpOption{clientv3.WithPrefix()}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		cctx, cancel := context.WithTimeout(ctx, s.timeout)
+		resp, err := s.cli.Get(cctx, prefix, opts...)
+		cancel()
+		if err != nil {
+			return storeErr("gdpm: scheduler load", err)
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		for _, kv := range resp.Kvs {
+			s.view.apply(kv, false)
+		}
+	}
+	s.view.rev = rev
+	return nil
+}
+
+// unit is the smallest piece of a plan that must be written atomically: a
+// put, a delete, or a move (delete the old key, put the new one).
+type unit struct {
+	service string
+	del     string // key to delete, or ""
+	put     string // key to put, or ""
+	val     string
+	placed  bool   // put an instance on a node
+	cursor  string // the rotation cursor after this unit, when placed
+}
+
+func (u unit) ops() int {
+	n := 0
+	if u.del != "" {
+		n++
+	}
+	if u.put != "" {
+		n++
+	}
+	return n
+}
+
+// reconcile plans every dirty service and writes the plan in as few
+// transactions as the op limit allows.
+func (s *scheduler) reconcile(ctx context.Context) error {
+	var ids []string
+	if s.allDirty {
+		seen := map[string]bool{}
+		for id := range s.view.services {
+			seen[id] = true
+		}
+		for id := range s.view.instances {
+			seen[id] = true
+		}
+		for id := range seen {
+			ids = append(ids, id)
+		}
+	} else {
+		for id := range s.dirty {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	s.allDirty = false
+	clear(s.dirty)
+
+	startCursor := s.view.cursor
+	now := time.Now().UTC()
+	var units []unit
+	for _, id := range ids {
+		units = s.plan(id, now, units)
+	}
+	if len(units) == 0 {
+		return nil
+	}
+	committed, err := s.write(ctx, units)
+	if err != nil {
+		// Roll the rotation back to what etcd has and look at every
+		// service again once the view has caught up.
+		s.view.cursor = cursorAfter(units[:committed], startCursor)
+		s.allDirty = true
+		if errors.Is(err, ErrConflict) {
+			return nil
+		}
+		return err
+	}
+	s.stats.Passes.Add(1)
+	return nil
+}
+
+// cursorAfter returns the rotation cursor once units are written.
+func cursorAfter(units []unit, start string) string {
+	c := start
+	for _, u := range units {
+		if u.placed {
+			c = u.cursor
+		}
+	}
+	return c
+}
+
+// plan appends the units that bring one service to its desired count.
+func (s *scheduler) plan(id string, now time.Time, units []unit) []unit {
+	v := s.view
+	entry, exists := v.services[id]
+	insts := v.instances[id]
+
+	var onLive, orphans, pending []string
+	for inst, p := range insts {
+		switch {
+		case p.node == "":
+			pending = append(pending, inst)
+		case v.live(p.node):
+			onLive = append(onLive, inst)
+		default:
+			orphans = append(orphans, inst)
+		}
+	}
+	sort.Strings(pending)
+	sort.Strings(orphans)
+	sort.Strings(onLive)
+
+	keyOf := func(inst string) string {
+		if n := insts[inst].node; n != "" {
+			return s.k.assign(n, id, inst)
+		}
+		return s.k.pending(id, inst)
+	}
+	remove := func(inst string) {
+		units = append(units, unit{service: id, del: keyOf(inst)})
+	}
+	if !exists {
+		for _, list := range [][]string{pending, orphans, onLive} {
+			for _, inst := range list {
+				remove(inst)
+			}
+		}
+		return units
+	}
+
+	// Scale down: what runs nowhere goes first, then instances from the
+	// nodes that hold the most of this service.
+	excess := len(pending) + len(orphans) + len(onLive) - entry.InstanceNum
+	for excess > 0 && len(pending) > 0 {
+		remove(pending[len(pending)-1])
+		pending = pending[:len(pending)-1]
+		excess--
+	}
+	for excess > 0 && len(orphans) > 0 {
+		remove(orphans[len(orphans)-1])
+		orphans = orphans[:len(orphans)-1]
+		excess--
+	}
+	if excess > 0 {
+		byNode := map[string][]string{}
+		for _, inst := range onLive {
+			n := insts[inst].node
+			byNode[n] = append(byNode[n], inst)
+		}
+		for ; excess > 0; excess-- {
+			busiest := ""
+			for n, list := range byNode {
+				if busiest == "" || len(list) > len(byNode[busiest]) ||
+					(len(list) == len(byNode[busiest]) && n > busiest) {
+					busiest = n
+				}
+			}
+			list := byNode[busiest]
+			remove(list[len(list)-1])
+			byNode[busiest] = list[:len(list)-1]
+		}
+	}
+
+	spec := entry.Spec
+	place := func(inst, oldKey string) {
+		node := v.nextNode()
+		u := unit{service: id, del: oldKey}
+		if node == "" {
+			if oldKey == s.k.pending(id, inst) {
+				return // stays in the queue
+			}
+			u.put = s.k.pending(id, inst)
+		} else {
+			u.put = s.k.assign(node, id, inst)
+			u.placed, u.cursor = true, node
+		}
+		val, _ := json.Marshal(Assignment{Service: id, Instance: inst, Node: node, Spec: spec, PlacedAt: now})
+		u.val = string(val)
+		units = append(units, u)
+	}
+	for _, inst := range orphans {
+		place(inst, keyOf(inst))
+	}
+	for _, inst := range pending {
+		place(inst, keyOf(inst))
+	}
+	have := len(pending) + len(orphans) + len(onLive)
+	fresh := map[string]bool{}
+	for ; have < entry.InstanceNum; have++ {
+		inst := newInstanceID(func(id string) bool { _, used := insts[id]; return used || fresh[id] })
+		fresh[inst] = true
+		place(inst, "")
+	}
+	return units
+}
+
+// write commits units in transactions of at most maxOps operations. It
+// returns how many units were committed before an error.
+func (s *scheduler) write(ctx context.Context, units []unit) (int, error) {
+	done := 0
+	for done < len(units) {
+		ops := []clientv3.Op{}
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.leaderKey), "=", s.leaderRev)}
+		inTxn := map[string]bool{}
+		cursor := ""
+		var bytes int64
+		end := done
+		for end < len(units) {
+			u := units[end]
+			extra := u.ops()
+			if !inTxn[u.service] {
+				extra++ // its compare
+			}
+			if len(ops)+extra+1 > s.maxOps && end > done {
+				break
+			}
+			if !inTxn[u.service] {
+				inTxn[u.service] = true
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.k.service(u.service)), "=", s.view.services[u.service].modRev))
+			}
+			if u.del != "" {
+				ops = append(ops, clientv3.OpDelete(u.del))
+				bytes += int64(len(u.del))
+			}
+			if u.put != "" {
+				ops = append(ops, clientv3.OpPut(u.put, u.val))
+				bytes += int64(len(u.put) + len(u.val))
+			}
+			if u.placed {
+				cursor = u.cursor
+			}
+			end++
+		}
+		if cursor != "" {
+			ops = append(ops, clientv3.OpPut(s.k.cursor(), cursor))
+		}
+		cctx, cancel := context.WithTimeout(ctx, s.timeout)
+		resp, err := s.cli.Txn(cctx).If(cmps...).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return done, storeErr("gdpm: scheduler write", err)
+		}
+		if !resp.Succeeded {
+			return done, s.whyFailed(ctx, resp.Header.Revision)
+		}
+		s.lastWrite = resp.Header.Revision
+		s.stats.Txns.Add(1)
+		s.stats.TxnBytes.Add(bytes)
+		for _, u := range units[done:end] {
+			if u.placed {
+				s.stats.Placements.Add(1)
+			} else if u.put == "" {
+				s.stats.Removals.Add(1)
+			}
+		}
+		done = end
+	}
+	return done, nil
+}
+
+// whyFailed tells a lost election from a service changed under the plan.
+func (s *scheduler) whyFailed(ctx context.Context, rev int64) error {
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	resp, err := s.cli.Get(cctx, s.leaderKey)
+	cancel()
+	if err != nil {
+		return storeErr("gdpm: scheduler", err)
+	}
+	if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != s.leaderRev {
+		return errNotLeader
+	}
+	s.lastWrite = max(s.lastWrite, rev)
+	return ErrConflict
+}
+
+// newInstanceID returns 12 random hex digits for which used is false.
+func newInstanceID(used func(string) bool) string {
+	for {
+		var b [6]byte
+		rand.Read(b[:])
+		if id := hex.EncodeToString(b[:]); !used(id) {
+			return id
+		}
+	}
+}

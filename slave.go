@@ -1,0 +1,369 @@
+package gdpm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// SlaveConfig configures a Slave. Zero fields take the defaults noted.
+type SlaveConfig struct {
+	// Masters are the masters' registration addresses (HOST:PORT); the
+	// slave registers through the first that answers. Default
+	// ["127.0.0.1:8888"].
+	Masters []string
+	// Token is the cluster token sent in the hello.
+	Token string
+	// DataDir holds the slave's state: its node id, its instances' logs.
+	// Default: a new temporary directory that Close removes.
+	DataDir string
+	// Hostname is reported to the master. Default os.Hostname().
+	Hostname string
+	// RetryMax caps the delay between registration attempts. Default 2s.
+	RetryMax time.Duration
+	// RequestTimeout bounds every etcd call. Default 3s.
+	RequestTimeout time.Duration
+	// Logger receives the slave's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+func (c SlaveConfig) withDefaults() (SlaveConfig, error) {
+	if len(c.Masters) == 0 {
+		c.Masters = []string{DefaultTCPAddr}
+	}
+	for _, a := range c.Masters {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return c, fmt.Errorf("%w: master address %q: %v", ErrInvalidConfig, a, err)
+		}
+	}
+	if c.Hostname == "" {
+		c.Hostname = hostname()
+	}
+	c.RetryMax = orDefault(c.RetryMax, 2*time.Second)
+	c.RequestTimeout = orDefault(c.RequestTimeout, DefaultRequestTimeout)
+	if c.Logger == nil {
+		c.Logger = discardLogger()
+	}
+	return c, nil
+}
+
+// Slave registers with a master, watches etcd for the instances assigned to
+// its node and runs them as OS processes.
+type Slave struct {
+	cfg    SlaveConfig
+	log    *slog.Logger
+	tmpDir string
+
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	mu      sync.Mutex
+	nodeID  string
+	started bool
+	closed  bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// NewSlave validates cfg and returns a slave that has not started.
+func NewSlave(cfg SlaveConfig) (*Slave, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Slave{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// Start begins registering and running work in the background and returns
+// at once; WaitReady tells when the slave has registered.
+func (s *Slave) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if s.started {
+		return nil
+	}
+	if s.cfg.DataDir == "" {
+		dir, err := os.MkdirTemp("", "gdpm-slave-")
+		if err != nil {
+			return fmt.Errorf("gdpm: slave data dir: %w", err)
+		}
+		s.cfg.DataDir, s.tmpDir = dir, dir
+	}
+	if err := os.MkdirAll(s.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("gdpm: slave data dir: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.started = true
+	go func() {
+		defer close(s.done)
+		s.run(runCtx)
+	}()
+	return nil
+}
+
+// WaitReady waits until the slave has registered and read its assignments.
+func (s *Slave) WaitReady(ctx context.Context) error {
+	select {
+	case <-s.ready:
+		return nil
+	case <-s.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("gdpm: slave not ready: %w", ctx.Err())
+	}
+}
+
+// NodeID is the id the master gave this slave ("" before registration).
+func (s *Slave) NodeID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nodeID
+}
+
+// Close stops every instance (SIGTERM, then SIGKILL after its stop
+// timeout), removes the node from the cluster so its work moves at once,
+// and waits for every goroutine. It is idempotent and safe on nil.
+func (s *Slave) Close() error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	started := s.started
+	s.mu.Unlock()
+	if !started {
+		return nil
+	}
+	s.cancel()
+	<-s.done
+	if s.tmpDir != "" {
+		os.RemoveAll(s.tmpDir)
+	}
+	return nil
+}
+
+func (s *Slave) nodeIDFile() string { return filepath.Join(s.cfg.DataDir, "node-id") }
+
+// run registers, serves one session per registration, and registers again
+// when a session ends, until closed.
+func (s *Slave) run(ctx context.Context) {
+	retry := newRetryDelay(50*time.Millisecond, s.cfg.RetryMax)
+	prev := ""
+	if b, err := os.ReadFile(s.nodeIDFile()); err == nil {
+		prev = strings.TrimSpace(string(b))
+	}
+	for ctx.Err() == nil {
+		w, err := s.register(ctx, prev)
+		if err != nil {
+			s.log.Warn("registration failed", "err", err)
+			if !retry.wait(ctx) {
+				return
+			}
+			continue
+		}
+		retry.reset()
+		err = s.session(ctx, w)
+		switch {
+		case errors.Is(err, errNodeTaken):
+			prev = ""
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn("session ended; registering again", "node", w.NodeID, "err", err)
+			prev = w.NodeID
+			if !retry.wait(ctx) {
+				return
+			}
+		default:
+			prev = w.NodeID
+		}
+	}
+}
+
+// register says hello to each master in turn until one welcomes us.
+func (s *Slave) register(ctx context.Context, prev string) (welcome, error) {
+	var errs []error
+	for _, addr := range s.cfg.Masters {
+		d := net.Dialer{Timeout: registerTimeout}
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		w, err := exchangeHello(conn, hello{
+			Magic: protoMagic, Version: protoVersion, Token: s.cfg.Token,
+			Hostname: s.cfg.Hostname, PrevID: prev, Release: Version,
+		})
+		conn.Close()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			continue
+		}
+		return w, nil
+	}
+	return welcome{}, errors.Join(errs...)
+}
+
+// errNodeTaken means a live node already holds the id we were given.
+var errNodeTaken = errors.New("gdpm: node id already registered")
+
+// session is one registration's life: lease, node record, assignments.
+// It returns when ctx ends (after a graceful stop of every instance and the
+// removal of the node) or when the lease is lost (after killing every
+// instance: they are being placed elsewhere).
+func (s *Slave) session(ctx context.Context, w welcome) error {
+	cli, err := newEtcdClient(w.Endpoints, s.cfg.RequestTimeout)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	k := newKeyspace(w.Prefix)
+
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	lease, err := cli.Grant(cctx, int64(w.LeaseTTL))
+	cancel()
+	if err != nil {
+		return storeErr("gdpm: lease", err)
+	}
+	node := Node{ID: w.NodeID, Hostname: s.cfg.Hostname, Status: NodeOnline, RegisteredAt: time.Now().UTC(), Version: Version}
+	val, _ := json.Marshal(node)
+	cctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	resp, err := cli.Txn(cctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k.node(node.ID)), "=", 0)).
+		Then(clientv3.OpPut(k.node(node.ID), string(val), clientv3.WithLease(lease.ID))).
+		Commit()
+	cancel()
+	if err != nil {
+		return storeErr("gdpm: node record", err)
+	}
+	if !resp.Succeeded {
+		s.revoke(cli, lease.ID)
+		return errNodeTaken
+	}
+	s.mu.Lock()
+	s.nodeID = node.ID
+	s.mu.Unlock()
+	if err := os.WriteFile(s.nodeIDFile(), []byte(node.ID+"\n"), 0o644); err != nil {
+		s.log.Warn("cannot record node id", "err", err)
+	}
+	s.log.Info("registered", "node", node.ID, "etcd", w.Endpoints)
+
+	sctx, scancel := context.WithCancelCause(ctx)
+	defer scancel(nil)
+	ka, err := cli.KeepAlive(sctx, lease.ID)
+	if err != nil {
+		return storeErr("gdpm: keepalive", err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range ka {
+		}
+		scancel(errLeaseLost)
+	}()
+
+	sw := newStatusWriter(cli, k, lease.ID, s.log)
+	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Add(1)
+	go func() { defer wg.Done(); sw.run(wctx, s.cfg.RequestTimeout) }()
+	defer wcancel()
+
+	sup := newSupervisor(s, node.ID, sw)
+	err = s.follow(sctx, cli, k, node.ID, sup)
+	if ctx.Err() != nil {
+		// Closing: stop gracefully, then drop the lease so the node and
+		// its statuses disappear and the scheduler moves nothing twice.
+		sup.stopAll(context.Background(), false)
+		wcancel()
+		s.revoke(cli, lease.ID)
+		return nil
+	}
+	// Lost the lease or the watch: the instances are (or will be) placed
+	// elsewhere; kill ours now so nothing runs twice.
+	sup.stopAll(context.Background(), true)
+	if cause := context.Cause(sctx); errors.Is(cause, errLeaseLost) {
+		return cause
+	}
+	s.revoke(cli, lease.ID)
+	return err
+}
+
+var errLeaseLost = errors.New("gdpm: lease lost")
+
+func (s *Slave) revoke(cli *clientv3.Client, id clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	if _, err := cli.Revoke(ctx, id); err != nil {
+		s.log.Warn("lease revoke failed; the node expires with its TTL", "err", err)
+	}
+}
+
+// follow reads the node's assignments, then watches for changes from the
+// revision it read; after a compaction it reads again. It returns when ctx
+// ends or etcd cannot be read.
+func (s *Slave) follow(ctx context.Context, cli *clientv3.Client, k keyspace, nodeID string, sup *supervisor) error {
+	prefix := k.assigns(nodeID)
+	for ctx.Err() == nil {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		resp, err := cli.Get(cctx, prefix, clientv3.WithPrefix())
+		cancel()
+		if err != nil {
+			return storeErr("gdpm: read assignments", err)
+		}
+		desired := map[string]Assignment{}
+		for _, kv := range resp.Kvs {
+			if a, ok := parseAssignment(kv.Value); ok {
+				desired[a.Service+"/"+a.Instance] = a
+			}
+		}
+		sup.sync(desired)
+		s.readyOnce.Do(func() { close(s.ready) })
+
+		wch := cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+		for wr := range wch {
+			if err := wr.Err(); err != nil {
+				s.log.Warn("assignment watch broke; reading again", "err", err)
+				break
+			}
+			for _, ev := range wr.Events {
+				_, svc, inst, ok := k.splitAssign(string(ev.Kv.Key))
+				if !ok {
+					continue
+				}
+				if ev.Type == clientv3.EventTypeDelete {
+					delete(desired, svc+"/"+inst)
+				} else if a, ok := parseAssignment(ev.Kv.Value); ok {
+					desired[svc+"/"+inst] = a
+				}
+			}
+			sup.sync(desired)
+		}
+	}
+	return ctx.Err()
+}
+
+func parseAssignment(b []byte) (Assignment, bool) {
+	var a Assignment
+	if err := json.Unmarshal(b, &a); err != nil || a.Service == "" || a.Instance == "" {
+		return a, false
+	}
+	return a, true
+}

@@ -1,0 +1,128 @@
+package gdpm
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// statusWriter batches instance statuses into etcd. Runners report every
+// change; the writer keeps only the latest per instance and writes whatever
+// is dirty in transactions of up to statusBatch operations, so a slave that
+// starts a thousand processes makes a few round trips, not a thousand.
+// Statuses are bound to the slave's lease: a lost slave's statuses vanish
+// with its node record.
+type statusWriter struct {
+	cli   *clientv3.Client
+	k     keyspace
+	lease clientv3.LeaseID
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	dirty map[string]*InstanceStatus // svc/inst -> latest (nil = delete)
+	kick  chan struct{}
+}
+
+const statusBatch = 100
+
+func newStatusWriter(cli *clientv3.Client, k keyspace, lease clientv3.LeaseID, log *slog.Logger) *statusWriter {
+	w := &statusWriter{cli: cli, k: k, lease: lease, log: log, dirty: map[string]*InstanceStatus{}, kick: make(chan struct{}, 1)}
+	return w
+}
+
+// set queues st as the instance's status.
+func (w *statusWriter) set(st InstanceStatus) {
+	w.mu.Lock()
+	w.dirty[st.Service+"/"+st.Instance] = &st
+	w.mu.Unlock()
+	w.signal()
+}
+
+// remove queues the deletion of an instance's status.
+func (w *statusWriter) remove(svc, inst string) {
+	w.mu.Lock()
+	w.dirty[svc+"/"+inst] = nil
+	w.mu.Unlock()
+	w.signal()
+}
+
+func (w *statusWriter) signal() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run writes until ctx ends. A failed write keeps its statuses dirty and is
+// retried after a short delay.
+func (w *statusWriter) run(ctx context.Context, timeout time.Duration) {
+	retry := newRetryDelay(50*time.Millisecond, 2*time.Second)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.kick:
+		}
+		for {
+			batch := w.take()
+			if len(batch) == 0 {
+				break
+			}
+			if err := w.write(ctx, batch, timeout); err != nil {
+				w.putBack(batch)
+				w.log.Warn("status write failed", "err", err)
+				if !retry.wait(ctx) {
+					return
+				}
+				continue
+			}
+			retry.reset()
+		}
+	}
+}
+
+// take removes up to statusBatch dirty entries.
+func (w *statusWriter) take() map[string]*InstanceStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	batch := map[string]*InstanceStatus{}
+	for key, st := range w.dirty {
+		if len(batch) == statusBatch {
+			break
+		}
+		batch[key] = st
+		delete(w.dirty, key)
+	}
+	return batch
+}
+
+// putBack requeues a failed batch unless a newer status came meanwhile.
+func (w *statusWriter) putBack(batch map[string]*InstanceStatus) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for key, st := range batch {
+		if _, newer := w.dirty[key]; !newer {
+			w.dirty[key] = st
+		}
+	}
+}
+
+func (w *statusWriter) write(ctx context.Context, batch map[string]*InstanceStatus, timeout time.Duration) error {
+	ops := make([]clientv3.Op, 0, len(batch))
+	for key, st := range batch {
+		if st == nil {
+			ops = append(ops, clientv3.OpDelete(w.k.statusAll()+key))
+			continue
+		}
+		val, _ := json.Marshal(st)
+		ops = append(ops, clientv3.OpPut(w.k.statusAll()+key, string(val), clientv3.WithLease(w.lease)))
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := w.cli.Txn(cctx).Then(ops...).Commit()
+	return storeErr("gdpm: write status", err)
+}

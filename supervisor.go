@@ -1,0 +1,99 @@
+package gdpm
+
+import (
+	"context"
+	"maps"
+	"path/filepath"
+	"sync"
+)
+
+// supervisor makes the set of running instances match a node's
+// assignments: it starts a runner for each new assignment and stops the
+// runners whose assignment is gone. Stops run concurrently, so one slow
+// instance does not hold up the others.
+type supervisor struct {
+	s      *Slave
+	node   string
+	status *statusWriter
+
+	mu       sync.Mutex
+	running  map[string]*runner // svc/inst
+	stopping map[string]*runner
+	desired  map[string]Assignment
+	wg       sync.WaitGroup
+}
+
+func newSupervisor(s *Slave, node string, sw *statusWriter) *supervisor {
+	return &supervisor{s: s, node: node, status: sw, running: map[string]*runner{}, stopping: map[string]*runner{}}
+}
+
+// sync starts and stops runners to match desired, keeping a copy.
+func (sup *supervisor) sync(desired map[string]Assignment) {
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	sup.desired = maps.Clone(desired)
+	sup.syncLocked()
+}
+
+func (sup *supervisor) syncLocked() {
+	for key, r := range sup.running {
+		if _, ok := sup.desired[key]; !ok {
+			delete(sup.running, key)
+			sup.stopping[key] = r
+			sup.wg.Add(1)
+			go sup.stop(key, r)
+		}
+	}
+	for key, a := range sup.desired {
+		if _, ok := sup.running[key]; ok {
+			continue
+		}
+		if _, ok := sup.stopping[key]; ok {
+			continue // started again once its old runner is gone
+		}
+		sup.running[key] = startRunner(runnerConfig{
+			Assignment: a,
+			Node:       sup.node,
+			LogDir:     filepath.Join(sup.s.cfg.DataDir, "logs"),
+			OnStatus:   sup.status.set,
+			Logger:     sup.s.log,
+		})
+	}
+}
+
+func (sup *supervisor) stop(key string, r *runner) {
+	defer sup.wg.Done()
+	r.Stop(context.Background())
+	st := r.Status()
+	sup.status.remove(st.Service, st.Instance)
+	sup.mu.Lock()
+	delete(sup.stopping, key)
+	if sup.desired != nil {
+		sup.syncLocked()
+	}
+	sup.mu.Unlock()
+}
+
+// stopAll stops every instance and waits: gracefully, or with SIGKILL at
+// once when kill is set (the node has lost its lease).
+func (sup *supervisor) stopAll(ctx context.Context, kill bool) {
+	sup.mu.Lock()
+	sup.desired = nil
+	runners := sup.running
+	sup.running = map[string]*runner{}
+	sup.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, r := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if kill {
+				r.Kill()
+			} else {
+				r.Stop(ctx)
+			}
+		}()
+	}
+	wg.Wait()
+	sup.wg.Wait()
+}
