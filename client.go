@@ -1,0 +1,316 @@
+package gdpm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults for ClientConfig.
+const (
+	DefaultClientAddr    = "http://127.0.0.1:8989"
+	DefaultClientTimeout = 30 * time.Second
+	// MaxResponseBytes caps a response body the client reads, so a broken
+	// or hostile server cannot make it allocate without bound.
+	MaxResponseBytes = 32 << 20
+)
+
+// ClientConfig configures NewClient. Zero fields take the documented defaults.
+type ClientConfig struct {
+	// Addr is the master's base URL. Default DefaultClientAddr
+	// ("http://127.0.0.1:8989"). A "host:port" without a scheme gets
+	// "http://"; a path ("https://proxy/gdpm") is kept as a prefix of every
+	// route.
+	Addr string
+	// Token, when set, is sent as "Authorization: Bearer TOKEN".
+	Token string
+	// HTTPClient sends the requests. Default: a client with a
+	// DefaultClientTimeout (30s) timeout. Streaming routes need a client
+	// without a timeout; they bound their requests with the context.
+	HTTPClient *http.Client
+}
+
+// Client speaks the master's HTTP API. It is safe for concurrent use.
+type Client struct {
+	base  string // scheme://host[/escaped/prefix], no trailing slash
+	token string
+	hc    *http.Client
+}
+
+// NewClient checks cfg and returns a client. It does not touch the network.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	base, err := parseBaseURL(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: Addr %q: %v", ErrInvalidConfig, cfg.Addr, err)
+	}
+	for _, r := range cfg.Token {
+		// A control byte would let a token split the header.
+		if r < 0x20 || r == 0x7f {
+			return nil, fmt.Errorf("%w: Token contains a control character", ErrInvalidConfig)
+		}
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: DefaultClientTimeout}
+	}
+	return &Client{base: base, token: cfg.Token, hc: hc}, nil
+}
+
+func parseBaseURL(addr string) (string, error) {
+	addr = strings.TrimSpace(addr)
+	if addr == "" {
+		addr = DefaultClientAddr
+	}
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", fmt.Errorf("scheme must be http or https, got %q", u.Scheme)
+	case u.Host == "":
+		return "", errors.New("no host")
+	case u.User != nil:
+		return "", errors.New("user info is not supported: use Token")
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return "", errors.New("must not have a query or fragment")
+	}
+	return u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/"), nil
+}
+
+// APIError is a non-2xx answer from the master. errors.Is(err, ErrNotFound)
+// and the other sentinels work through Unwrap: 400 and 413 are
+// ErrBadRequest, 401 ErrUnauthorized, 404 ErrNotFound, 409 ErrConflict and
+// 503 ErrUnavailable.
+type APIError struct {
+	StatusCode int    // the HTTP status
+	Message    string // the body's "error" field, or a short excerpt of a non-JSON body
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("gdpm: %s (HTTP %d)", e.Message, e.StatusCode)
+}
+
+// Unwrap returns the sentinel error for the status, or nil.
+func (e *APIError) Unwrap() error {
+	switch e.StatusCode {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		return ErrBadRequest
+	case http.StatusUnauthorized:
+		return ErrUnauthorized
+	case http.StatusNotFound:
+		return ErrNotFound
+	case http.StatusConflict:
+		return ErrConflict
+	case http.StatusServiceUnavailable:
+		return ErrUnavailable
+	}
+	return nil
+}
+
+// Nodes lists the registered nodes (GET /node/).
+func (c *Client) Nodes(ctx context.Context) (NodeList, error) {
+	var out NodeList
+	err := c.do(ctx, http.MethodGet, apiPath("node"), nil, &out)
+	return out, err
+}
+
+// Node lists the services with instances on node id (GET /node/:id/).
+func (c *Client) Node(ctx context.Context, id string) (NodeServices, error) {
+	var out NodeServices
+	if err := checkID("node", id); err != nil {
+		return out, err
+	}
+	err := c.do(ctx, http.MethodGet, apiPath("node", id), nil, &out)
+	return out, err
+}
+
+// Services lists every service, oldest first (GET /service/).
+func (c *Client) Services(ctx context.Context) ([]ServiceSummary, error) {
+	var out ServiceList
+	if err := c.do(ctx, http.MethodGet, apiPath("service"), nil, &out); err != nil {
+		return nil, err
+	}
+	if out.Services == nil {
+		out.Services = []ServiceSummary{}
+	}
+	return out.Services, nil
+}
+
+// Service describes one service and its instances (GET /service/:id/).
+func (c *Client) Service(ctx context.Context, id string) (ServiceDetail, error) {
+	var out ServiceDetail
+	if err := checkID("service", id); err != nil {
+		return out, err
+	}
+	err := c.do(ctx, http.MethodGet, apiPath("service", id), nil, &out)
+	return out, err
+}
+
+// CreateService creates a service and returns its id (POST /service/).
+func (c *Client) CreateService(ctx context.Context, req CreateRequest) (string, error) {
+	var id string
+	if err := c.do(ctx, http.MethodPost, apiPath("service"), req, &id); err != nil {
+		return "", err
+	}
+	// The body is the bare id; anything else (an HTML page from a proxy
+	// answering 200) must not be mistaken for one.
+	if id == "" || len(id) > 128 || strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return "", fmt.Errorf("gdpm: create service: the answer is not a service id: %.60q", id)
+	}
+	return id, nil
+}
+
+// ScaleService sets how many instances of service id should run
+// (POST /service/:id/).
+func (c *Client) ScaleService(ctx context.Context, id string, n int) error {
+	if err := checkID("service", id); err != nil {
+		return err
+	}
+	if n < 0 {
+		return fmt.Errorf("gdpm: instance count must not be negative, got %d: %w", n, ErrBadRequest)
+	}
+	return c.do(ctx, http.MethodPost, apiPath("service", id), ScaleRequest{InstanceNum: &n}, nil)
+}
+
+// DeleteService stops every instance of service id and removes it
+// (DELETE /service/:id/).
+func (c *Client) DeleteService(ctx context.Context, id string) error {
+	if err := checkID("service", id); err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodDelete, apiPath("service", id), nil, nil)
+}
+
+// checkID refuses an empty id locally: "/service//" would name a different
+// route, not an unknown service.
+func checkID(what, id string) error {
+	if id == "" {
+		return fmt.Errorf("gdpm: empty %s id: %w", what, ErrBadRequest)
+	}
+	return nil
+}
+
+// apiPath joins route segments into an escaped path with the seed API's
+// trailing slash: apiPath("service", id) is "/service/<id>/". Every segment
+// is escaped, so an id can never reach another route.
+func apiPath(segments ...string) string {
+	var b strings.Builder
+	for _, s := range segments {
+		b.WriteByte('/')
+		b.WriteString(url.PathEscape(s))
+	}
+	b.WriteByte('/')
+	return b.String()
+}
+
+// newRequest builds a request for path (from apiPath) under the base URL,
+// with the token and, when query is not empty, a query string. Streaming
+// routes use it directly and read the response themselves.
+func (c *Client) newRequest(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Request, error) {
+	u := c.base + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, fmt.Errorf("gdpm: %s %s: %w", method, path, err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	req.Header.Set("User-Agent", "gdpm-client/"+Version)
+	return req, nil
+}
+
+// send performs req and turns a non-2xx answer into an *APIError, closing
+// its body. On success the caller owns resp.Body.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		// *url.Error already names the method and URL.
+		return nil, fmt.Errorf("gdpm: %w", err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return nil, apiError(resp.StatusCode, b)
+}
+
+func apiError(status int, body []byte) *APIError {
+	var eb errorBody
+	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
+		return &APIError{StatusCode: status, Message: eb.Error}
+	}
+	// Not gdpm's JSON: a proxy page or a plain-text error. Keep a short,
+	// single-line excerpt.
+	msg := strings.Join(strings.Fields(string(body)), " ")
+	if r := []rune(msg); len(r) > 200 {
+		msg = string(r[:200]) + "…"
+	}
+	if msg == "" {
+		msg = strings.ToLower(http.StatusText(status))
+	}
+	if msg == "" {
+		msg = "status " + strconv.Itoa(status)
+	}
+	return &APIError{StatusCode: status, Message: msg}
+}
+
+// do sends body (JSON-encoded unless nil) to path and decodes the answer
+// into out: a *string receives the plain-text body trimmed of white space,
+// nil discards the body, anything else is decoded as JSON.
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("gdpm: %s %s: encode request: %w", method, path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := c.newRequest(ctx, method, path, nil, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	if err != nil {
+		return fmt.Errorf("gdpm: %s %s: read response: %w", method, path, err)
+	}
+	if len(b) > MaxResponseBytes {
+		return fmt.Errorf("gdpm: %s %s: response exceeds %d bytes", method, path, MaxResponseBytes)
+	}
+	switch o := out.(type) {
+	case nil:
+		return nil
+	case *string:
+		*o = strings.TrimSpace(string(b))
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("gdpm: %s %s: decode response: %w", method, path, err)
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/capy-pl/gdpm"
+)
+
+// Exit statuses.
+const (
+	exitOK          = 0
+	exitFailed      = 1 // the request failed
+	exitUsage       = 2 // the command line is wrong
+	exitInterrupted = 130
+)
+
+// api is the part of *gdpm.Client the verbs use.
+type api interface {
+	Nodes(ctx context.Context) (gdpm.NodeList, error)
+	Node(ctx context.Context, id string) (gdpm.NodeServices, error)
+	Services(ctx context.Context) ([]gdpm.ServiceSummary, error)
+	Service(ctx context.Context, id string) (gdpm.ServiceDetail, error)
+	CreateService(ctx context.Context, req gdpm.CreateRequest) (string, error)
+	ScaleService(ctx context.Context, id string, n int) error
+	DeleteService(ctx context.Context, id string) error
+}
+
+var _ api = (*gdpm.Client)(nil)
+
+func newAPI(cfg gdpm.ClientConfig) (api, error) { return gdpm.NewClient(cfg) }
+
+// run is the whole program but for the process: it returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	return runWith(ctx, args, stdout, stderr, getenv, newAPI)
+}
+
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string,
+	connect func(gdpm.ClientConfig) (api, error)) int {
+	cmd, err := parse(args, getenv)
+	if err != nil {
+		var ue *usageError
+		errors.As(err, &ue)
+		fmt.Fprintf(stderr, "gdpm-client: %s\n%s\n", ue.msg, usageLines[ue.topic])
+		hint := "gdpm-client -h"
+		if ue.topic != "" {
+			hint = "gdpm-client " + ue.topic + " -h"
+		}
+		fmt.Fprintf(stderr, "Run '%s' for help.\n", hint)
+		return exitUsage
+	}
+	switch cmd.Kind {
+	case kindHelp:
+		io.WriteString(stdout, helpTexts[cmd.Topic])
+		return exitOK
+	case kindVersion:
+		if cmd.Output == outJSON {
+			err = writeJSON(stdout, map[string]string{"Version": gdpm.Version})
+		} else {
+			_, err = fmt.Fprintln(stdout, gdpm.Version)
+		}
+		return report(ctx, stderr, cmd, err)
+	}
+	c, err := connect(gdpm.ClientConfig{Addr: cmd.Addr, Token: cmd.Token})
+	if err != nil {
+		return report(ctx, stderr, cmd, err)
+	}
+	return report(ctx, stderr, cmd, execute(ctx, c, cmd, stdout))
+}
+
+// report prints err, if any, and returns the exit status for it.
+func report(ctx context.Context, stderr io.Writer, cmd command, err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case ctx.Err() != nil:
+		fmt.Fprintln(stderr, "gdpm-client: interrupted")
+		return exitInterrupted
+	}
+	msg := strings.TrimPrefix(err.Error(), "gdpm: ")
+	switch {
+	case errors.Is(err, gdpm.ErrUnauthorized):
+		msg += "; give the cluster token with -token or GDPM_TOKEN"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		msg += "; is a gdpm-master serving there? Set its address with -addr or GDPM_ADDR"
+	}
+	fmt.Fprintf(stderr, "gdpm-client: %s\n", msg)
+	return exitFailed
+}
+
+// execute runs one verb against the API and prints its result.
+func execute(ctx context.Context, c api, cmd command, w io.Writer) error {
+	asJSON := cmd.Output == outJSON
+	switch cmd.Kind {
+	case kindGetNodes:
+		l, err := c.Nodes(ctx)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(w, l)
+		}
+		return renderNodes(w, l)
+	case kindGetNode:
+		s, err := c.Node(ctx, cmd.ID)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(w, s)
+		}
+		return renderNode(w, s)
+	case kindGetServices:
+		list, err := c.Services(ctx)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(w, gdpm.ServiceList{Services: list})
+		}
+		return renderServices(w, list)
+	case kindGetService:
+		d, err := c.Service(ctx, cmd.ID)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(w, d)
+		}
+		return renderService(w, d, time.Local)
+	case kindCreate:
+		id, err := c.CreateService(ctx, cmd.Create)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(w, map[string]string{"ID": id})
+		}
+		_, err = fmt.Fprintln(w, id)
+		return err
+	case kindUpdate:
+		if err := c.ScaleService(ctx, cmd.ID, cmd.N); err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(w, map[string]any{"ID": cmd.ID, "InstanceNum": cmd.N})
+		}
+		_, err := fmt.Fprintf(w, "service %s scaled to %d %s\n", cell(cmd.ID), cmd.N, plural(cmd.N, "instance"))
+		return err
+	case kindDelete:
+		if err := c.DeleteService(ctx, cmd.ID); err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(w, map[string]any{"ID": cmd.ID, "Deleted": true})
+		}
+		_, err := fmt.Fprintf(w, "service %s deleted\n", cell(cmd.ID))
+		return err
+	}
+	return fmt.Errorf("internal error: no action for %q", cmd.Topic)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
+}

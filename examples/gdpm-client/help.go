@@ -1,0 +1,135 @@
+package main
+
+// usageLines is the one-line synopsis printed under a usage error.
+var usageLines = map[string]string{
+	"":        "usage: gdpm-client [-addr URL] [-token TOKEN] [-o table|json] get|create|update|delete|version|help ...",
+	"get":     "usage: gdpm-client get nodes | get node ID | get services | get service ID",
+	"create":  "usage: gdpm-client create [-r N] [-e KEY=VAL]... [-dir DIR] [-restart always|on-failure|never] [-stop-timeout D] [--] COMMAND...",
+	"update":  "usage: gdpm-client update -r N ID",
+	"delete":  "usage: gdpm-client delete ID",
+	"version": "usage: gdpm-client version",
+	"help":    "usage: gdpm-client help [VERB]",
+}
+
+const globalFlags = `Global flags (anywhere on the line, before "--"):
+  -addr URL       the master's API (env GDPM_ADDR, default http://127.0.0.1:8989);
+                  "host:port" means http://host:port
+  -token TOKEN    the cluster token, sent as "Authorization: Bearer TOKEN"
+                  (env GDPM_TOKEN; prefer the variable: flags show in ps)
+  -o FORMAT       table (default) or json: the API's own JSON, indented
+  -h, -help       print help for the verb and exit
+`
+
+// helpTexts are the pages of "gdpm-client [VERB] -h", printed on stdout.
+var helpTexts = map[string]string{
+	"": `gdpm-client drives a gdpm cluster through a master's HTTP API.
+
+Usage:
+  gdpm-client [flags] VERB [ARGS] [flags]
+
+Verbs:
+  get nodes                 list the nodes (slaves)
+  get node ID               list the services placed on node ID
+  get services              list the services
+  get service ID            show service ID and every one of its instances
+  create [flags] COMMAND... start a service running COMMAND; prints its ID
+  update -r N ID            scale service ID to N instances
+  delete ID                 stop every instance of service ID and remove it
+  version                   print the gdpm version (no network)
+  help [VERB]               print help for VERB, as "VERB -h" does
+
+` + globalFlags + `
+Flags may come before or after the other words: "update ID -r 2" is
+"update -r 2 ID". Every word after "--" is an argument, never a flag.
+
+Exit status: 0 done, 1 the request failed (the message says why),
+2 bad command line, 130 interrupted.
+
+Examples:
+  gdpm-client get nodes
+  gdpm-client create -r 3 -e PORT=8080 -- python3 -u /srv/app.py --port 8080
+  gdpm-client update 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c -r 5
+  GDPM_ADDR=http://master:8989 gdpm-client -o json get services
+`,
+
+	"get": `Usage:
+  gdpm-client get nodes           list the nodes
+  gdpm-client get node ID         list the services placed on node ID
+  gdpm-client get services        list the services
+  gdpm-client get service ID      show service ID and its instances
+
+A node's STATUS is online (1) or draining (2, shutting down: its instances
+are moving away). Commands longer than 50 characters are shortened in
+tables; -o json prints them whole, along with every other field.
+
+` + globalFlags + `
+Examples:
+  gdpm-client get nodes
+  gdpm-client get service 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
+  gdpm-client get services -o json
+`,
+
+	"create": `Usage:
+  gdpm-client create [flags] [--] COMMAND...
+
+Create a service that runs COMMAND on the cluster's nodes, and print its ID.
+
+Flags:
+  -r N              instances to run (default 1; 0 creates it stopped)
+  -e KEY=VAL        set an environment variable; repeat for more
+  -dir DIR          working directory on the nodes (an absolute path)
+  -restart POLICY   always (default), on-failure or never
+  -stop-timeout D   how long a stop waits after SIGTERM before SIGKILL,
+                    such as 30s or 1m (default 10s)
+
+The command:
+  Flags are recognized anywhere until "--"; every word after "--" belongs
+  to the command. Put "--" before a command that has words starting
+  with "-".
+  One word is sent as it is and the node runs it with /bin/sh, so quote a
+  whole command line to use pipes, redirections or variables on the node.
+  Several words are joined with spaces, single-quoting any word with
+  spaces or shell characters so that it reaches the program as one
+  argument.
+
+` + globalFlags + `
+Examples:
+  gdpm-client create -r 3 python3 /srv/app.py
+  gdpm-client create -r 2 -e PORT=8080 -restart on-failure -- python3 -u /srv/app.py --port 8080
+  gdpm-client create -dir /srv 'exec ./app >> /var/log/app.log 2>&1'
+  gdpm-client create -restart never -- sh -c 'sleep 5; exit 3'
+`,
+
+	"update": `Usage:
+  gdpm-client update -r N ID
+
+Scale service ID to N instances. -r is required; it may come before or
+after ID. N = 0 stops every instance and keeps the service.
+
+` + globalFlags + `
+Examples:
+  gdpm-client update -r 5 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
+  gdpm-client update 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c -r 0
+`,
+
+	"delete": `Usage:
+  gdpm-client delete ID
+
+Stop every instance of service ID and remove the service.
+
+` + globalFlags + `
+Example:
+  gdpm-client delete 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
+`,
+
+	"version": `Usage:
+  gdpm-client version
+
+Print the gdpm version this client was built from. It needs no master.
+
+` + globalFlags + `
+Examples:
+  gdpm-client version
+  gdpm-client version -o json
+`,
+}

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/capy-pl/gdpm"
+)
+
+// The renderers are pure functions of the API types: they print what they
+// are given, in the order given, and read no clock.
+
+// maxCommandWidth is where a table shortens a command; -o json and the
+// header of "get service ID" print it whole.
+const maxCommandWidth = 50
+
+const timeLayout = "2006-01-02 15:04:05 MST"
+
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+}
+
+// row writes one table line: cells separated by tabs.
+func row(tw io.Writer, cells ...string) {
+	io.WriteString(tw, strings.Join(cells, "\t")+"\n")
+}
+
+// writeJSON prints v as indented JSON, without escaping <, > and & so that
+// commands read as typed.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// renderNodes prints GET /node/: its parallel arrays, one node a line.
+func renderNodes(w io.Writer, l gdpm.NodeList) error {
+	tw := newTable(w)
+	row(tw, "ID", "STATUS", "SERVICES", "REGISTERED")
+	for i, id := range l.Ids {
+		row(tw, cell(id), statusWord(at(l.Status, i, -1)),
+			count(at(l.ServiceNum, i, -1)), cell(at(l.Times, i, "?")))
+	}
+	return tw.Flush()
+}
+
+// renderNode prints GET /node/:id/.
+func renderNode(w io.Writer, s gdpm.NodeServices) error {
+	tw := newTable(w)
+	row(tw, "SERVICE", "COMMAND", "INSTANCES")
+	for i, id := range s.Ids {
+		row(tw, cell(id), short(at(s.Command, i, "?")), count(at(s.Number, i, -1)))
+	}
+	return tw.Flush()
+}
+
+// renderServices prints GET /service/.
+func renderServices(w io.Writer, list []gdpm.ServiceSummary) error {
+	tw := newTable(w)
+	row(tw, "ID", "COMMAND", "DESIRED", "RUNNING", "PENDING", "RESTART")
+	for _, s := range list {
+		row(tw, cell(s.ID), short(s.Command), strconv.Itoa(s.InstanceNum),
+			strconv.Itoa(s.Running), strconv.Itoa(s.Pending), restartWord(s.Restart))
+	}
+	return tw.Flush()
+}
+
+// renderService prints GET /service/:id/: the service, then one line per
+// instance. Times are shown in loc.
+func renderService(w io.Writer, d gdpm.ServiceDetail, loc *time.Location) error {
+	tw := newTable(w)
+	field := func(name, value string) { row(tw, name+":", value) }
+	field("ID", cell(d.ID))
+	field("Command", cell(d.Command))
+	field("Instances", fmt.Sprintf("%d desired, %d running, %d pending", d.InstanceNum, d.Running, d.Pending))
+	field("Restart", restartWord(d.Restart))
+	if d.StopTimeout > 0 {
+		field("Stop timeout", time.Duration(d.StopTimeout).String())
+	} else {
+		field("Stop timeout", gdpm.DefaultStopTimeout.String())
+	}
+	if d.Dir != "" {
+		field("Directory", cell(d.Dir))
+	}
+	for i, k := range slices.Sorted(maps.Keys(d.Env)) {
+		label := "" // one variable a line, the label on the first
+		if i == 0 {
+			label = "Env:"
+		}
+		row(tw, label, cell(k+"="+d.Env[k]))
+	}
+	field("Created", when(d.CreatedAt, loc))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	if len(d.Instances) == 0 {
+		_, err := io.WriteString(w, "\nNo instances.\n")
+		return err
+	}
+	io.WriteString(w, "\n")
+	withErrors := slices.ContainsFunc(d.Instances, func(in gdpm.InstanceInfo) bool { return in.Error != "" })
+	tw = newTable(w)
+	head := []string{"INSTANCE", "NODE", "STATE", "PID", "RESTARTS", "EXIT", "STARTED"}
+	if withErrors {
+		head = append(head, "ERROR")
+	}
+	row(tw, head...)
+	for _, in := range d.Instances {
+		cells := []string{cell(in.ID), orDash(cell(in.Node)), orDash(cell(string(in.State))),
+			"-", strconv.Itoa(in.Restarts), "-", when(in.StartedAt, loc)}
+		if in.PID > 0 {
+			cells[3] = strconv.Itoa(in.PID)
+		}
+		if in.ExitCode != nil {
+			cells[5] = strconv.Itoa(*in.ExitCode)
+		}
+		if withErrors {
+			cells = append(cells, orDash(short(in.Error)))
+		}
+		row(tw, cells...)
+	}
+	return tw.Flush()
+}
+
+// at is s[i], or def when the server sent arrays of different lengths.
+func at[T any](s []T, i int, def T) T {
+	if i < len(s) {
+		return s[i]
+	}
+	return def
+}
+
+func count(n int) string {
+	if n < 0 {
+		return "?"
+	}
+	return strconv.Itoa(n)
+}
+
+func statusWord(s int) string {
+	switch s {
+	case gdpm.NodeOnline:
+		return "online"
+	case gdpm.NodeDraining:
+		return "draining"
+	case -1:
+		return "?"
+	}
+	return "unknown(" + strconv.Itoa(s) + ")"
+}
+
+func restartWord(p gdpm.RestartPolicy) string {
+	if p == "" {
+		return string(gdpm.RestartAlways)
+	}
+	return cell(string(p))
+}
+
+func when(t time.Time, loc *time.Location) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.In(loc).Format(timeLayout)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// cell makes server text safe for one table cell: control characters (a
+// newline or tab in a command, a terminal escape sequence) are shown
+// escaped instead of breaking the table or the terminal.
+func cell(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// short is cell(s) cut to maxCommandWidth characters, ending in "…" when cut.
+func short(s string) string {
+	s = cell(s)
+	if r := []rune(s); len(r) > maxCommandWidth {
+		return string(r[:maxCommandWidth-1]) + "…"
+	}
+	return s
+}

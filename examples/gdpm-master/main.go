@@ -1,0 +1,111 @@
+// Command gdpm-master runs a gdpm master: slave registration, the HTTP API
+// and, when elected, the scheduler.
+//
+//	gdpm-master -dev                         # all in one: embedded etcd + master + one slave
+//	gdpm-master -embed-etcd /var/lib/gdpm    # embedded etcd kept in a directory
+//	gdpm-master -etcd http://etcd1:2379       # an existing etcd cluster
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/capy-pl/gdpm"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "gdpm-master:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet("gdpm-master", flag.ContinueOnError)
+	httpAddr := fs.String("http", gdpm.DefaultHTTPAddr, "HTTP API listen `address`")
+	tcpAddr := fs.String("tcp", gdpm.DefaultTCPAddr, "slave registration listen `address`")
+	etcdURLs := fs.String("etcd", "", "comma-separated `URLs` of an existing etcd cluster")
+	embedDir := fs.String("embed-etcd", "", "run an embedded single-node etcd with its data in `DIR` (kept across restarts)")
+	etcdListen := fs.String("etcd-listen", "127.0.0.1:2379", "client `HOST:PORT` of the embedded etcd (keep it stable so slaves reconnect)")
+	prefix := fs.String("prefix", gdpm.DefaultPrefix, "etcd key `prefix`")
+	token := fs.String("token", os.Getenv("GDPM_TOKEN"), "cluster `token` required from clients and slaves (env GDPM_TOKEN)")
+	dev := fs.Bool("dev", false, "development cluster: embedded etcd in a temporary dir plus one slave in this process")
+	leaseTTL := fs.Duration("lease-ttl", gdpm.DefaultLeaseTTL, "slave liveness lease")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: gdpm-master [flags]\n\nexample: gdpm-master -dev\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if err == flag.ErrHelp {
+			return nil
+		}
+		os.Exit(2)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q (see -h)", fs.Args())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var endpoints []string
+	switch {
+	case *etcdURLs != "" && (*embedDir != "" || *dev):
+		return fmt.Errorf("-etcd cannot be combined with -embed-etcd or -dev")
+	case *etcdURLs != "":
+		endpoints = strings.Split(*etcdURLs, ",")
+	case *embedDir != "" || *dev:
+		cfg := gdpm.EmbeddedEtcdConfig{Dir: *embedDir, ClientAddr: *etcdListen}
+		if *dev && *embedDir == "" {
+			cfg.ClientAddr = "127.0.0.1:0"
+		}
+		etcd, err := gdpm.StartEmbeddedEtcd(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer etcd.Close()
+		endpoints = etcd.Endpoints()
+		log.Info("embedded etcd ready", "endpoints", endpoints, "dir", cfg.Dir)
+	default:
+		return fmt.Errorf("no etcd: give -etcd URLs, -embed-etcd DIR or -dev")
+	}
+
+	m, err := gdpm.NewMaster(gdpm.MasterConfig{
+		Endpoints: endpoints, Prefix: *prefix, HTTPAddr: *httpAddr, TCPAddr: *tcpAddr,
+		Token: *token, LeaseTTL: *leaseTTL, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	defer m.Close()
+	fmt.Fprintf(os.Stderr, "gdpm-master: API on http://%s, registration on %s\n", m.HTTPAddr(), m.TCPAddr())
+
+	if *dev {
+		s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{m.TCPAddr()}, Token: *token, Logger: log.With("component", "slave")})
+		if err != nil {
+			return err
+		}
+		if err := s.Start(ctx); err != nil {
+			return err
+		}
+		defer s.Close()
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	return nil
+}
