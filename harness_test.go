@@ -1,0 +1,248 @@
+package gdpm_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/capy-pl/gdpm"
+)
+
+// cluster is a whole gdpm cluster inside the test process: an embedded etcd,
+// masters and slaves, all on loopback ports chosen by the kernel.
+type cluster struct {
+	t       testing.TB
+	etcd    *gdpm.EmbeddedEtcd
+	masters []*gdpm.Master
+	slaves  []*gdpm.Slave
+	client  *gdpm.Client
+	token   string
+	mcfg    func(*gdpm.MasterConfig)
+}
+
+type clusterOpts struct {
+	slaves int
+	token  string
+	// master adjusts each master's config.
+	master func(*gdpm.MasterConfig)
+}
+
+func newCluster(t testing.TB, o clusterOpts) *cluster {
+	t.Helper()
+	ctx := context.Background()
+	etcd, err := gdpm.StartEmbeddedEtcd(ctx, gdpm.EmbeddedEtcdConfig{Dir: t.TempDir(), UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, etcd: etcd, token: o.token, mcfg: o.master}
+	t.Cleanup(c.close)
+	m := c.addMaster()
+	c.client = c.newClient(m, o.token)
+	for i := 0; i < o.slaves; i++ {
+		c.addSlave()
+	}
+	return c
+}
+
+func (c *cluster) newClient(m *gdpm.Master, token string) *gdpm.Client {
+	c.t.Helper()
+	cl, err := gdpm.NewClient(gdpm.ClientConfig{Addr: "http://" + m.HTTPAddr(), Token: token})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return cl
+}
+
+func (c *cluster) addMaster() *gdpm.Master {
+	c.t.Helper()
+	cfg := gdpm.MasterConfig{
+		Endpoints: c.etcd.Endpoints(),
+		HTTPAddr:  "127.0.0.1:0",
+		TCPAddr:   "127.0.0.1:0",
+		Token:     c.token,
+		// Short timers keep the failure tests quick.
+		RequestTimeout: 2 * time.Second,
+		ElectionTTL:    2 * time.Second,
+		LeaseTTL:       2 * time.Second,
+	}
+	if c.mcfg != nil {
+		c.mcfg(&cfg)
+	}
+	m, err := gdpm.NewMaster(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		c.t.Fatal(err)
+	}
+	c.masters = append(c.masters, m)
+	return m
+}
+
+func (c *cluster) master() *gdpm.Master { return c.masters[0] }
+
+func (c *cluster) addSlave() *gdpm.Slave {
+	c.t.Helper()
+	s, err := gdpm.NewSlave(gdpm.SlaveConfig{
+		Masters: []string{c.master().TCPAddr()},
+		Token:   c.token,
+		DataDir: c.t.TempDir(),
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.WaitReady(ctx); err != nil {
+		c.t.Fatal(err)
+	}
+	c.slaves = append(c.slaves, s)
+	return s
+}
+
+func (c *cluster) close() {
+	for _, s := range c.slaves {
+		if err := s.Close(); err != nil {
+			c.t.Errorf("slave close: %v", err)
+		}
+	}
+	for _, m := range c.masters {
+		if err := m.Close(); err != nil {
+			c.t.Errorf("master close: %v", err)
+		}
+	}
+	c.etcd.Close()
+}
+
+// waitFor polls cond until it returns true or the deadline passes; the
+// failure names what was awaited and the last state seen.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s; last seen: %s", timeout, what, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// create makes a service and fails the test on error.
+func (c *cluster) create(cmd string, n int) string {
+	c.t.Helper()
+	id, err := c.client.CreateService(ctxT(c.t), gdpm.CreateRequest{Command: cmd, InstanceNum: &n})
+	if err != nil {
+		c.t.Fatalf("create %q: %v", cmd, err)
+	}
+	return id
+}
+
+// running returns the pids of a service's running instances that the OS
+// confirms are alive, and the per-node counts.
+func (c *cluster) running(id string) (pids []int, perNode map[string]int, err error) {
+	d, err := c.client.Service(ctxT(c.t), id)
+	if err != nil {
+		return nil, nil, err
+	}
+	perNode = map[string]int{}
+	for _, in := range d.Instances {
+		if in.State == gdpm.StateRunning && alive(in.PID) {
+			pids = append(pids, in.PID)
+			perNode[in.Node]++
+		}
+	}
+	return pids, perNode, nil
+}
+
+// waitRunning waits until exactly n instances of id run as live processes.
+func (c *cluster) waitRunning(id string, n int) []int {
+	c.t.Helper()
+	var pids []int
+	waitFor(c.t, 20*time.Second, fmt.Sprintf("%d running instances of %s", n, id), func() (bool, string) {
+		var perNode map[string]int
+		var err error
+		pids, perNode, err = c.running(id)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(pids) == n, fmt.Sprintf("%d running %v", len(pids), perNode)
+	})
+	return pids
+}
+
+// alive reports whether pid is a live (not zombie) process.
+func alive(pid int) bool {
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	return i > 0 && i+2 < len(stat) && stat[i+2] != 'Z'
+}
+
+// waitDead waits until none of pids is alive.
+func waitDead(t testing.TB, pids []int) {
+	t.Helper()
+	waitFor(t, 20*time.Second, fmt.Sprintf("processes %v to exit", pids), func() (bool, string) {
+		var live []int
+		for _, p := range pids {
+			if alive(p) {
+				live = append(live, p)
+			}
+		}
+		return len(live) == 0, fmt.Sprintf("alive: %v", live)
+	})
+}
+
+// do sends a raw request to the master's API and returns status and body.
+func (c *cluster) do(method, path, contentType, body string, header ...string) (int, http.Header, string) {
+	c.t.Helper()
+	req, err := http.NewRequest(method, "http://"+c.master().HTTPAddr()+path, strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, string(b)
+}
