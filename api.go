@@ -98,7 +98,14 @@ func (m *Master) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		m.log.Warn("api error", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeError(w, status, strings.TrimPrefix(err.Error(), "gdpm: "))
+	writeError(w, status, apiMessage(err))
+}
+
+// apiMessage is err's text for a client, without the package prefixes that
+// wrapping adds and without the "bad request" the status already says.
+func apiMessage(err error) string {
+	msg := strings.ReplaceAll(err.Error(), "gdpm: ", "")
+	return strings.TrimSuffix(msg, ": bad request")
 }
 
 func (m *Master) etcdCtx(r *http.Request) (context.Context, context.CancelFunc) {

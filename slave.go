@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -170,7 +171,15 @@ func (s *Slave) run(ctx context.Context) {
 	if b, err := os.ReadFile(s.nodeIDFile()); err == nil {
 		prev = strings.TrimSpace(string(b))
 	}
+	var stale *leaseLostError
 	for ctx.Err() == nil {
+		if stale != nil {
+			if err := s.revokeStale(ctx, stale.endpoints, stale.lease); err != nil {
+				s.log.Warn("cannot revoke the lost lease yet", "err", err)
+			} else {
+				stale = nil
+			}
+		}
 		w, err := s.register(ctx, prev)
 		if err != nil {
 			s.log.Warn("registration failed", "err", err)
@@ -187,6 +196,7 @@ func (s *Slave) run(ctx context.Context) {
 		case err != nil && ctx.Err() == nil:
 			s.log.Warn("session ended; registering again", "node", w.NodeID, "err", err)
 			prev = w.NodeID
+			errors.As(err, &stale)
 			if !retry.wait(ctx) {
 				return
 			}
@@ -194,6 +204,25 @@ func (s *Slave) run(ctx context.Context) {
 			prev = w.NodeID
 		}
 	}
+}
+
+// revokeStale drops the lease of a session that lost contact with etcd. An
+// etcd that restarted restores leases with a fresh TTL, so without this the
+// old node record would look alive, holding its instances, for one more
+// TTL after this slave had already killed them.
+func (s *Slave) revokeStale(ctx context.Context, endpoints []string, id clientv3.LeaseID) error {
+	cli, err := newEtcdClient(endpoints, s.cfg.RequestTimeout)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	_, err = cli.Revoke(cctx, id)
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return storeErr("gdpm: revoke stale lease", err)
+	}
+	return nil
 }
 
 // register says hello to each master in turn until one welcomes us.
@@ -300,13 +329,23 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 	// elsewhere; kill ours now so nothing runs twice.
 	sup.stopAll(context.Background(), true)
 	if cause := context.Cause(sctx); errors.Is(cause, errLeaseLost) {
-		return cause
+		return &leaseLostError{lease: lease.ID, endpoints: w.Endpoints}
 	}
 	s.revoke(cli, lease.ID)
 	return err
 }
 
 var errLeaseLost = errors.New("gdpm: lease lost")
+
+// leaseLostError ends a session whose lease could not be renewed for its
+// TTL; it names the lease so the next session can revoke it.
+type leaseLostError struct {
+	lease     clientv3.LeaseID
+	endpoints []string
+}
+
+func (e *leaseLostError) Error() string { return errLeaseLost.Error() }
+func (e *leaseLostError) Unwrap() error { return errLeaseLost }
 
 func (s *Slave) revoke(cli *clientv3.Client, id clientv3.LeaseID) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)

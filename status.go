@@ -74,6 +74,9 @@ func (w *statusWriter) run(ctx context.Context, timeout time.Duration) {
 			}
 			if err := w.write(ctx, batch, timeout); err != nil {
 				w.putBack(batch)
+				if ctx.Err() != nil {
+					return
+				}
 				w.log.Warn("status write failed", "err", err)
 				if !retry.wait(ctx) {
 					return
