@@ -44,6 +44,10 @@ type scheduler struct {
 	dirty     map[string]bool
 	allDirty  bool
 	lastWrite int64
+	// own holds the revisions of this term's writes not yet seen in the
+	// watch: a placement change at any other revision was made by
+	// someone else (a previous leader, an operator) and is looked at.
+	own map[int64]bool
 }
 
 // schedStats counts the scheduler's work; read by benchmarks and metrics.
@@ -117,9 +121,17 @@ func (s *scheduler) applyWatch(wr clientv3.WatchResponse) error {
 		if c.service != "" {
 			s.dirty[c.service] = true
 		}
+		if c.placement != "" && !s.own[ev.Kv.ModRevision] {
+			s.dirty[c.placement] = true
+		}
 		s.view.rev = max(s.view.rev, ev.Kv.ModRevision)
 	}
 	s.view.rev = max(s.view.rev, wr.Header.Revision)
+	for rev := range s.own {
+		if rev <= s.view.rev {
+			delete(s.own, rev)
+		}
+	}
 	return nil
 }
 
@@ -127,6 +139,7 @@ func (s *scheduler) applyWatch(wr clientv3.WatchResponse) error {
 func (s *scheduler) load(ctx context.Context) error {
 	s.view = newClusterView(s.k)
 	s.dirty = map[string]bool{}
+	s.own = map[int64]bool{}
 	s.allDirty = true
 	var rev int64
 	for _, prefix := range []string{s.k.nodes(), s.k.services(), s.k.assignAll(), s.k.pendingAll(), s.k.cursor()} {
@@ -387,6 +400,7 @@ func (s *scheduler) write(ctx context.Context, units []unit) (int, error) {
 			return done, s.whyFailed(ctx, resp.Header.Revision)
 		}
 		s.lastWrite = resp.Header.Revision
+		s.own[resp.Header.Revision] = true
 		s.stats.Txns.Add(1)
 		s.stats.TxnBytes.Add(bytes)
 		for _, u := range units[done:end] {

@@ -45,8 +45,9 @@ func newClusterView(k keyspace) *clusterView {
 // change says what an applied event touched, so the scheduler knows what to
 // look at again.
 type change struct {
-	service string // a service's spec changed or it was deleted
-	nodes   bool   // the set of nodes changed
+	service   string // a service's spec changed or it was deleted
+	nodes     bool   // the set of nodes changed
+	placement string // an instance of this service was placed or removed
 }
 
 // apply folds one key-value event into the view.
@@ -76,10 +77,12 @@ func (v *clusterView) apply(kv *mvccpb.KeyValue, deleted bool) change {
 		node, svc, inst, ok := v.k.splitAssign(key)
 		if ok {
 			v.setInstance(svc, inst, node, deleted)
+			return change{placement: svc}
 		}
 	case strings.HasPrefix(key, v.k.pendingAll()):
 		if svc, inst, ok := splitPair(key, v.k.pendingAll()); ok {
 			v.setInstance(svc, inst, "", deleted)
+			return change{placement: svc}
 		}
 	case key == v.k.cursor():
 		v.cursor = string(kv.Value)
