@@ -25,23 +25,31 @@ type cluster struct {
 	client  *gdpm.Client
 	token   string
 	mcfg    func(*gdpm.MasterConfig)
+	scfg    func(*gdpm.SlaveConfig)
+	eps     []string
 }
 
 type clusterOpts struct {
 	slaves int
 	token  string
-	// master adjusts each master's config.
+	// master adjusts each master's config; slave each slave's.
 	master func(*gdpm.MasterConfig)
+	slave  func(*gdpm.SlaveConfig)
+	// endpoints, when set, is an etcd cluster to use instead of an
+	// embedded one.
+	endpoints []string
 }
 
 func newCluster(t testing.TB, o clusterOpts) *cluster {
 	t.Helper()
-	ctx := context.Background()
-	etcd, err := gdpm.StartEmbeddedEtcd(ctx, gdpm.EmbeddedEtcdConfig{Dir: t.TempDir(), UnsafeNoFsync: true})
-	if err != nil {
-		t.Fatal(err)
+	c := &cluster{t: t, token: o.token, mcfg: o.master, scfg: o.slave, eps: o.endpoints}
+	if len(c.eps) == 0 {
+		etcd, err := gdpm.StartEmbeddedEtcd(context.Background(), gdpm.EmbeddedEtcdConfig{Dir: t.TempDir(), UnsafeNoFsync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.etcd, c.eps = etcd, etcd.Endpoints()
 	}
-	c := &cluster{t: t, etcd: etcd, token: o.token, mcfg: o.master}
 	t.Cleanup(c.close)
 	m := c.addMaster()
 	c.client = c.newClient(m, o.token)
@@ -60,10 +68,12 @@ func (c *cluster) newClient(m *gdpm.Master, token string) *gdpm.Client {
 	return cl
 }
 
-func (c *cluster) addMaster() *gdpm.Master {
+// addMaster starts one more master on the cluster's etcd; adjust, if
+// given, changes its config after the cluster's own adjustments.
+func (c *cluster) addMaster(adjust ...func(*gdpm.MasterConfig)) *gdpm.Master {
 	c.t.Helper()
 	cfg := gdpm.MasterConfig{
-		Endpoints: c.etcd.Endpoints(),
+		Endpoints: c.eps,
 		HTTPAddr:  "127.0.0.1:0",
 		TCPAddr:   "127.0.0.1:0",
 		Token:     c.token,
@@ -74,6 +84,9 @@ func (c *cluster) addMaster() *gdpm.Master {
 	}
 	if c.mcfg != nil {
 		c.mcfg(&cfg)
+	}
+	for _, f := range adjust {
+		f(&cfg)
 	}
 	m, err := gdpm.NewMaster(cfg)
 	if err != nil {
@@ -90,11 +103,21 @@ func (c *cluster) master() *gdpm.Master { return c.masters[0] }
 
 func (c *cluster) addSlave() *gdpm.Slave {
 	c.t.Helper()
-	s, err := gdpm.NewSlave(gdpm.SlaveConfig{
-		Masters: []string{c.master().TCPAddr()},
+	return c.addSlaveVia(c.master())
+}
+
+// addSlaveVia starts a slave that registers through master m.
+func (c *cluster) addSlaveVia(m *gdpm.Master) *gdpm.Slave {
+	c.t.Helper()
+	cfg := gdpm.SlaveConfig{
+		Masters: []string{m.TCPAddr()},
 		Token:   c.token,
 		DataDir: c.t.TempDir(),
-	})
+	}
+	if c.scfg != nil {
+		c.scfg(&cfg)
+	}
+	s, err := gdpm.NewSlave(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -37,6 +37,7 @@ func run() error {
 	token := fs.String("token", os.Getenv("GDPM_TOKEN"), "cluster `token` required from clients and slaves (env GDPM_TOKEN)")
 	dev := fs.Bool("dev", false, "development cluster: embedded etcd in a temporary dir plus one slave in this process")
 	leaseTTL := fs.Duration("lease-ttl", gdpm.DefaultLeaseTTL, "slave liveness lease")
+	electionTTL := fs.Duration("election-ttl", gdpm.DefaultElectionTTL, "how long a dead leader holds the scheduler before a standby master takes over")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: gdpm-master [flags]\n\nexample: gdpm-master -dev\n\nflags:\n")
@@ -84,7 +85,7 @@ func run() error {
 
 	m, err := gdpm.NewMaster(gdpm.MasterConfig{
 		Endpoints: endpoints, Prefix: *prefix, HTTPAddr: *httpAddr, TCPAddr: *tcpAddr,
-		Token: *token, LeaseTTL: *leaseTTL, Logger: log,
+		Token: *token, LeaseTTL: *leaseTTL, ElectionTTL: *electionTTL, Logger: log,
 	})
 	if err != nil {
 		return err
