@@ -200,9 +200,18 @@ func TestRegistrationPortSurvivesForeignBytes(t *testing.T) {
 }
 
 func TestEtcdDownAnswers503NotAHang(t *testing.T) {
-	c := newCluster(t, clusterOpts{slaves: 0, master: func(cfg *gdpm.MasterConfig) { cfg.RequestTimeout = 500 * time.Millisecond }})
+	etcd, err := gdpm.StartEmbeddedEtcd(context.Background(), gdpm.EmbeddedEtcdConfig{Dir: t.TempDir(), UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { etcd.Close() })
+	// The master reaches etcd through a proxy; cutting it makes etcd
+	// unreachable without the seconds a graceful etcd shutdown takes.
+	px := newTCPProxy(t, strings.TrimPrefix(etcd.Endpoints()[0], "http://"))
+	c := newCluster(t, clusterOpts{slaves: 0, endpoints: []string{"http://" + px.addr()},
+		master: func(cfg *gdpm.MasterConfig) { cfg.RequestTimeout = 500 * time.Millisecond }})
 	c.create(sleepCmd(), 0)
-	c.etcd.Close()
+	px.setCut(true)
 	hc := &http.Client{Timeout: 20 * time.Second}
 	for _, r := range []struct{ method, path, body string }{
 		{"GET", "/node/", ""},

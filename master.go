@@ -152,12 +152,13 @@ type Master struct {
 	httpSrv *http.Server
 	leader  atomic.Bool
 
-	mu      sync.Mutex
-	started bool
-	closed  bool
-	conns   map[net.Conn]struct{}
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	started  bool
+	closed   bool
+	conns    map[net.Conn]struct{}
+	cancel   context.CancelFunc
+	leadDone chan struct{} // closed when the election loop has returned
+	wg       sync.WaitGroup
 }
 
 // NewMaster validates cfg and returns a master that has not started.
@@ -216,7 +217,8 @@ func (m *Master) Start(ctx context.Context) error {
 		}
 	}()
 	go func() { defer m.wg.Done(); m.acceptLoop(runCtx) }()
-	go func() { defer m.wg.Done(); m.leadLoop(runCtx) }()
+	m.leadDone = make(chan struct{})
+	go func() { defer m.wg.Done(); defer close(m.leadDone); m.leadLoop(runCtx) }()
 	m.log.Info("master started", "id", m.cfg.ID, "http", httpLn.Addr().String(), "tcp", tcpLn.Addr().String())
 	return nil
 }
@@ -274,9 +276,16 @@ func (m *Master) Close() error {
 	if err != nil {
 		m.httpSrv.Close()
 	}
-	// Close the etcd client before waiting: a campaign cancelled while etcd
-	// is unreachable resigns on the client's own context, which only
-	// closing the client ends.
+	// Let the leader resign while the client works, so a standby takes
+	// over at once. A campaign cancelled while etcd is unreachable resigns
+	// on the client's own context, which only closing the client ends:
+	// wait no longer than one request timeout for it.
+	t := time.NewTimer(m.cfg.RequestTimeout)
+	select {
+	case <-m.leadDone:
+	case <-t.C:
+	}
+	t.Stop()
 	if cerr := m.cli.Close(); cerr != nil && err == nil && !errors.Is(cerr, context.Canceled) {
 		err = cerr
 	}
