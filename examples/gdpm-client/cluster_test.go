@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/capy-pl/gdpm"
+)
+
+// startCluster runs embedded etcd, a master with token and one slave, and
+// returns the master's API URL.
+func startCluster(t *testing.T, token string) string {
+	t.Helper()
+	ctx := context.Background()
+	etcd, err := gdpm.StartEmbeddedEtcd(ctx, gdpm.EmbeddedEtcdConfig{Dir: t.TempDir(), UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { etcd.Close() })
+	m, err := gdpm.NewMaster(gdpm.MasterConfig{Endpoints: etcd.Endpoints(), HTTPAddr: "127.0.0.1:0", TCPAddr: "127.0.0.1:0", Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{m.TCPAddr()}, Token: token, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := s.WaitReady(wctx); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + m.HTTPAddr()
+}
+
+// TestCLIAgainstARealCluster drives the verbs end to end as a user would.
+func TestCLIAgainstARealCluster(t *testing.T) {
+	addr := startCluster(t, "tok")
+	env := func(k string) string {
+		return map[string]string{"GDPM_ADDR": addr, "GDPM_TOKEN": "tok"}[k]
+	}
+	cli := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), args, &out, &errb, env)
+		return code, out.String(), errb.String()
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		code, out, errs := cli(args...)
+		if code != 0 {
+			t.Fatalf("gdpm-client %v: exit %d\n%s%s", args, code, out, errs)
+		}
+		return out
+	}
+
+	if out := must("get", "nodes"); !strings.Contains(out, "online") {
+		t.Fatalf("get nodes:\n%s", out)
+	}
+	id := strings.TrimSpace(must("create", "-r", "3", "-e", "GREETING=hi", "--", "sh", "-c", "echo $GREETING; exec sleep 100"))
+	var d gdpm.ServiceDetail
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if err := json.Unmarshal([]byte(must("-o", "json", "get", "service", id)), &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Running == 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if d.Running != 3 || d.Env["GREETING"] != "hi" {
+		t.Fatalf("after create -r 3 -e GREETING=hi: %+v", d)
+	}
+	if out := must("get", "services"); !strings.Contains(out, id) {
+		t.Fatalf("get services does not list %s:\n%s", id, out)
+	}
+	// The flag after the id counts (the original scaled to 1 here).
+	must("update", id, "-r", "1")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		json.Unmarshal([]byte(must("-o", "json", "get", "service", id)), &d)
+		if (d.Running == 1 && len(d.Instances) == 1) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if d.InstanceNum != 1 || d.Running != 1 {
+		t.Fatalf("update ID -r 1: %+v", d)
+	}
+	pid := d.Instances[0].PID
+	must("delete", id)
+	for deadline := time.Now().Add(20 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d still alive after delete", pid)
+		}
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"delete", id}, 1, "not found"},
+		{[]string{"get", "service", "nope"}, 1, "not found"},
+		{[]string{"-token", "wrong", "get", "nodes"}, 1, "401"},
+		{[]string{"create", "-r", "-1", "sleep", "1"}, 2, "-r"},
+		{[]string{"get", "node"}, 2, "ID"},
+	} {
+		code, out, errs := cli(tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.msg) {
+			t.Errorf("gdpm-client %v: exit %d, stderr %q, stdout %q; want exit %d and %q", tc.args, code, errs, out, tc.code, tc.msg)
+		}
+	}
+}
