@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,4 +61,64 @@ func BenchmarkSchedulerPlacements(b *testing.B) {
 			b.ReportMetric(float64(p-p0)/float64(txns-t0), "placements/txn")
 		})
 	}
+}
+
+// BenchmarkLaunch measures POST /service/ with InstanceNum=n until all n
+// processes run (as the slaves report them), next to starting n processes
+// straight from Go in the same run: the ratio is gdpm's overhead.
+func BenchmarkLaunch(b *testing.B) {
+	for _, tc := range []struct{ n, slaves int }{{200, 1}, {1000, 4}} {
+		b.Run(fmt.Sprintf("n=%d/slaves=%d", tc.n, tc.slaves), func(b *testing.B) {
+			c := newCluster(b, clusterOpts{slaves: tc.slaves})
+			var gdpmTotal, rawTotal time.Duration
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				id := c.create("sleep 1000", tc.n)
+				var d gdpm.ServiceDetail
+				for d.Running != tc.n {
+					time.Sleep(2 * time.Millisecond)
+					var err error
+					if d, err = c.client.Service(ctxT(b), id); err != nil {
+						b.Fatal(err)
+					}
+				}
+				gdpmTotal += time.Since(start)
+				b.StopTimer()
+				var pids []int
+				for _, in := range d.Instances {
+					pids = append(pids, in.PID)
+				}
+				if err := c.client.DeleteService(ctxT(b), id); err != nil {
+					b.Fatal(err)
+				}
+				waitDead(b, pids)
+				rawTotal += rawSpawn(b, tc.n)
+				b.StartTimer()
+			}
+			b.ReportMetric(gdpmTotal.Seconds()/float64(b.N), "gdpm-s")
+			b.ReportMetric(rawTotal.Seconds()/float64(b.N), "raw-s")
+			b.ReportMetric(float64(gdpmTotal)/float64(rawTotal), "ratio")
+		})
+	}
+}
+
+// rawSpawn starts n `sleep 1000` processes, each in its own process group,
+// returns how long the starts took, then kills and reaps them.
+func rawSpawn(b *testing.B, n int) time.Duration {
+	cmds := make([]*exec.Cmd, 0, n)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		cmd := exec.Command("sleep", "1000")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	took := time.Since(start)
+	for _, cmd := range cmds {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	return took
 }
