@@ -38,8 +38,16 @@ type runnerConfig struct {
 	OnStatus func(InstanceStatus)
 	// OnStart, if set, is called after each successful start; pid is also
 	// the process group id and startTime is field 22 of /proc/pid/stat (0
-	// if unreadable), which tells a reused pid apart.
+	// if unreadable), which tells a reused pid apart. It is called before
+	// the matching OnExit, from the runner's goroutine.
 	OnStart func(pid int, startTime uint64)
+	// OnExit, if set, is called once for every OnStart, when that process
+	// has exited and its group has been sent SIGKILL but before the
+	// process is reaped: the unreaped leader keeps the group id from being
+	// reused until OnExit returns, so a record of the group can be dropped
+	// here without a moment where it could name someone else's group. It
+	// is called from the process's waiter goroutine and must return soon.
+	OnExit  func(pid int)
 	Logger  *slog.Logger // nil = silent
 	Backoff backoffConfig
 }
@@ -406,20 +414,24 @@ func (r *runner) start() (*proc, error) {
 	p := &proc{pid: cmd.Process.Pid, started: time.Now(), exited: make(chan exitResult, 1)}
 	// Read before the waiter may reap it, so the pid cannot be reused yet.
 	startTime := procStartTime(p.pid)
-	go p.wait(cmd)
+	// OnStart runs before the waiter starts, so it always precedes OnExit.
 	if r.cfg.OnStart != nil {
 		r.cfg.OnStart(p.pid, startTime)
 	}
+	go p.wait(cmd, r.cfg.OnExit)
 	return p, nil
 }
 
 // wait is the one goroutine that waits for cmd. Once the leader has exited
 // the group is SIGKILLed while the unreaped leader still pins the group id,
-// so the signal cannot reach a new group that reused it; then the leader is
-// reaped and the rest of the group awaited.
-func (p *proc) wait(cmd *exec.Cmd) {
+// so the signal cannot reach a new group that reused it; then onExit runs,
+// the leader is reaped and the rest of the group awaited.
+func (p *proc) wait(cmd *exec.Cmd, onExit func(pid int)) {
 	waitExited(p.pid)
 	signalGroup(p.pid, syscall.SIGKILL)
+	if onExit != nil {
+		onExit(p.pid)
+	}
 	err := cmd.Wait()
 	res := exitResult{ran: time.Since(p.started)}
 	var ee *exec.ExitError

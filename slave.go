@@ -25,7 +25,11 @@ type SlaveConfig struct {
 	Masters []string
 	// Token is the cluster token sent in the hello.
 	Token string
-	// DataDir holds the slave's state: its node id, its instances' logs.
+	// DataDir holds the slave's state: its node id, its instances' logs
+	// and the record of its live process groups (DataDir/pgroups), which
+	// lets a slave started again on the same dir kill what a previous run
+	// that was SIGKILLed left behind. One slave at a time may use it
+	// (DataDir/lock); Start fails with ErrInvalidConfig otherwise.
 	// Default: a new temporary directory that Close removes.
 	DataDir string
 	// Hostname is reported to the master. Default os.Hostname().
@@ -36,6 +40,15 @@ type SlaveConfig struct {
 	RequestTimeout time.Duration
 	// Logger receives the slave's logs. Default: discard.
 	Logger *slog.Logger
+	// Subreaper makes the whole process a child subreaper
+	// (PR_SET_CHILD_SUBREAPER) while the slave runs: processes that an
+	// instance forks and then orphans are adopted by this process instead
+	// of init, and the slave reaps them. Default false, because it changes
+	// the embedding process: orphans of its other children are adopted
+	// too, and the slave leaves those for the program to reap. The
+	// instances' orphans are killed with their process group either way.
+	// gdpm-slave turns it on.
+	Subreaper bool
 }
 
 func (c SlaveConfig) withDefaults() (SlaveConfig, error) {
@@ -64,6 +77,7 @@ type Slave struct {
 	cfg    SlaveConfig
 	log    *slog.Logger
 	tmpDir string
+	groups *groupTracker // set by Start
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -106,6 +120,17 @@ func (s *Slave) Start(ctx context.Context) error {
 	if err := os.MkdirAll(s.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("gdpm: slave data dir: %w", err)
 	}
+	// Before registering: a previous run's leftovers die before this run
+	// is given work, and every instance is guarded from its first start.
+	groups, err := openGroupTracker(s.cfg.DataDir, s.cfg.Subreaper, s.log)
+	if err != nil {
+		if s.tmpDir != "" {
+			s.removeTmpDir()
+			s.cfg.DataDir = ""
+		}
+		return err
+	}
+	s.groups = groups
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.started = true
@@ -155,10 +180,20 @@ func (s *Slave) Close() error {
 	}
 	s.cancel()
 	<-s.done
-	if s.tmpDir != "" {
-		os.RemoveAll(s.tmpDir)
+	// Every instance has stopped: the watchdog has nothing left to kill.
+	err := s.groups.close()
+	s.removeTmpDir()
+	if err != nil {
+		return fmt.Errorf("gdpm: slave close: %w", err)
 	}
 	return nil
+}
+
+func (s *Slave) removeTmpDir() {
+	if s.tmpDir != "" {
+		os.RemoveAll(s.tmpDir)
+		s.tmpDir = ""
+	}
 }
 
 func (s *Slave) nodeIDFile() string { return filepath.Join(s.cfg.DataDir, "node-id") }

@@ -56,6 +56,8 @@ func (sup *supervisor) syncLocked() {
 			Node:       sup.node,
 			LogDir:     filepath.Join(sup.s.cfg.DataDir, "logs"),
 			OnStatus:   sup.status.set,
+			OnStart:    func(pid int, startTime uint64) { sup.s.groups.add(pid, startTime) },
+			OnExit:     sup.s.groups.remove,
 			Logger:     sup.s.log,
 		})
 	}

@@ -1,6 +1,12 @@
 // Command gdpm-slave runs a gdpm slave: it registers with a master and runs
 // the instances the scheduler places on it.
 //
+// SIGINT or SIGTERM stops the instances gracefully and leaves the cluster
+// at once. If the slave is killed instead, its watchdog (a small
+// "gdpm-watchdog" shell process) kills every process the instances
+// started, and a slave started again with the same -data kills whatever
+// is left over before it registers.
+//
 //	gdpm-slave -master 127.0.0.1:8888 -data /var/lib/gdpm-slave
 package main
 
@@ -51,7 +57,15 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: strings.Split(*masters, ","), DataDir: *data, Token: *token, Logger: log})
+	s, err := gdpm.NewSlave(gdpm.SlaveConfig{
+		Masters: strings.Split(*masters, ","),
+		DataDir: *data,
+		Token:   *token,
+		Logger:  log,
+		// This process runs nothing but the slave, so it can adopt and
+		// reap what the instances orphan.
+		Subreaper: true,
+	})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,144 @@
+package gdpm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// The watchdog is what kills a slave's instances when the slave dies
+// without a chance to stop them (kill -9, OOM killer, a crash). Pdeathsig
+// reaches only the slave's direct children, the instance leaders; what they
+// forked (the command under /bin/sh -c, a server's workers) would keep
+// running next to the copies the scheduler starts elsewhere.
+//
+// It is one /bin/sh per slave, started without Pdeathsig in a process group
+// of its own, so that neither the slave's death nor a signal to the slave's
+// group takes it along. Its stdin is a pipe whose only write end the slave
+// holds (close-on-exec, so no instance inherits it). The slave writes
+// "+ PGID" when an instance starts and "- PGID" once that group has been
+// killed; the shell keeps the set in a variable. The kernel closes the write
+// end whatever way the slave ends, so end of file is the one signal that
+// matters: the watchdog SIGKILLs every group still in its set and exits. A
+// clean Close first stops every instance, so the set is empty and the
+// watchdog just exits.
+//
+// A shell rather than a re-exec of the slave binary, because gdpm is a
+// library: the embedding program's binary cannot be asked to act as a
+// watchdog. A shell needs no fork per line either: read, case, the
+// ${var%%...} and ${var#...} expansions and kill are builtins in every
+// POSIX sh.
+//
+// Each line reaches the shell in one write of less than PIPE_BUF bytes, so
+// it arrives whole; a line cut short by the slave's death has no newline and
+// read drops it.
+
+// watchdogName is the watchdog's argv[0] and $0, which is how ps shows it.
+const watchdogName = "gdpm-watchdog"
+
+// watchdogScript is the watchdog. $1 is the slave's data dir, unused but
+// shown by ps so that an operator can tell whose watchdog it is. SIGHUP and
+// SIGINT are ignored: a closing terminal or a Ctrl-C reaches the slave,
+// which stops its instances itself and then closes the pipe.
+const watchdogScript = `trap '' HUP INT
+pgs=' '
+while read -r op pg; do
+	case $op in
+	+) pgs="$pgs$pg " ;;
+	-) case $pgs in *" $pg "*) pgs="${pgs%% $pg *} ${pgs#* $pg }" ;; esac ;;
+	esac
+done
+for pg in $pgs; do kill -s KILL -- "-$pg" 2>/dev/null; done
+exit 0`
+
+// watchdogWriteTimeout bounds a write to the watchdog's pipe. The shell
+// reads as fast as it is written to; one that does not for this long is
+// stopped or broken, and is replaced.
+const watchdogWriteTimeout = 2 * time.Second
+
+// watchdogExitWait bounds how long closing waits for the watchdog to exit
+// after end of file before it is killed.
+const watchdogExitWait = 5 * time.Second
+
+// watchdog is one running watchdog process.
+type watchdog struct {
+	cmd    *exec.Cmd
+	w      *os.File      // the write end of its stdin
+	exited chan struct{} // closed once the process has been reaped
+}
+
+// startWatchdog starts a watchdog; tag is shown as its $1.
+func startWatchdog(tag string) (*watchdog, error) {
+	r, w, err := os.Pipe() // both ends close-on-exec
+	if err != nil {
+		return nil, fmt.Errorf("gdpm: watchdog pipe: %w", err)
+	}
+	cmd := &exec.Cmd{
+		Path:  "/bin/sh",
+		Args:  []string{watchdogName, "-c", watchdogScript, watchdogName, tag},
+		Stdin: r, // dup'ed onto fd 0 of the child, without close-on-exec
+		// Not the slave's dir: the watchdog should not keep it busy.
+		Dir: "/",
+		// Its own group; no Pdeathsig, which would defeat the purpose.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("gdpm: start watchdog: %w", err)
+	}
+	r.Close()
+	wd := &watchdog{cmd: cmd, w: w, exited: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(wd.exited)
+	}()
+	return wd, nil
+}
+
+// send writes lines to the watchdog, one write per line, all before
+// deadline.
+func (wd *watchdog) send(deadline time.Time, lines ...string) error {
+	if err := wd.w.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	for _, l := range lines {
+		if _, err := wd.w.WriteString(l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// kill ends the watchdog without it killing anything: SIGKILL gives the
+// shell no chance to run its end-of-file code. It returns once the process
+// has been reaped.
+func (wd *watchdog) kill() {
+	// os.Process.Signal does not signal a process that has been reaped, so
+	// this cannot hit a reused pid.
+	wd.cmd.Process.Signal(syscall.SIGKILL)
+	wd.w.Close()
+	<-wd.exited
+}
+
+// close closes the pipe, so that the watchdog kills the groups it still
+// holds and exits, and waits for it, killing it after watchdogExitWait.
+func (wd *watchdog) close() error {
+	err := wd.w.Close()
+	if errors.Is(err, os.ErrClosed) {
+		err = nil
+	}
+	t := time.NewTimer(watchdogExitWait)
+	defer t.Stop()
+	select {
+	case <-wd.exited:
+	case <-t.C:
+		wd.cmd.Process.Signal(syscall.SIGKILL)
+		<-wd.exited
+		err = errors.Join(err, errors.New("gdpm: watchdog did not exit on end of file; killed"))
+	}
+	return err
+}
