@@ -66,7 +66,11 @@ func run() error {
 	case *etcdURLs != "" && (*embedDir != "" || *dev):
 		return fmt.Errorf("-etcd cannot be combined with -embed-etcd or -dev")
 	case *etcdURLs != "":
-		endpoints = strings.Split(*etcdURLs, ",")
+		for _, u := range strings.Split(*etcdURLs, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				endpoints = append(endpoints, u)
+			}
+		}
 	case *embedDir != "" || *dev:
 		cfg := gdpm.EmbeddedEtcdConfig{Dir: *embedDir, ClientAddr: *etcdListen}
 		if *dev && *embedDir == "" {
