@@ -62,6 +62,17 @@ func TestSlaveCutOffFromEtcdIsFencedAndReplaced(t *testing.T) {
 		return n == 4, fmt.Sprint(n, " on the remaining slave")
 	})
 	t.Logf("lease TTL 2s: fenced slave's processes dead after %v, 4 running elsewhere after %v", fencedAfter, time.Since(start))
+	// Nothing ran twice: every replacement started after the fenced
+	// copies were dead (the slave fences before its lease can expire).
+	d, err := c.client.Service(ctxT(t), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range d.Instances {
+		if in.StartedAt.After(start) && in.StartedAt.Before(start.Add(fencedAfter)) {
+			t.Errorf("instance %s started %v after the cut, before the fenced copies died (%v)", in.ID, in.StartedAt.Sub(start), fencedAfter)
+		}
+	}
 	pids, _, _ := c.running(id)
 	if len(pids) != 4 {
 		t.Fatalf("running %v, want exactly 4", pids)

@@ -339,9 +339,7 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for range ka {
-		}
-		scancel(errLeaseLost)
+		s.fenceOnLeaseLoss(ka, time.Duration(lease.TTL)*time.Second, scancel)
 	}()
 
 	sw := newStatusWriter(cli, k, lease.ID, s.log)
@@ -371,6 +369,40 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 }
 
 var errLeaseLost = errors.New("gdpm: lease lost")
+
+// fenceOnLeaseLoss ends the session (cancel with errLeaseLost) when the
+// lease may be about to expire: once etcd lets it go, the scheduler places
+// this node's instances elsewhere, so ours must be dead by then. It fences
+// a margin before the expiry the last renewal promised rather than waiting
+// for the client library to give up at the expiry itself, trading a short
+// gap for never running an instance twice.
+func (s *Slave) fenceOnLeaseLoss(ka <-chan *clientv3.LeaseKeepAliveResponse, ttl time.Duration, cancel context.CancelCauseFunc) {
+	fence := time.NewTimer(ttl - fenceMargin(ttl))
+	defer fence.Stop()
+	for {
+		select {
+		case resp, ok := <-ka:
+			if !ok {
+				cancel(errLeaseLost)
+				return
+			}
+			left := time.Duration(resp.TTL) * time.Second
+			fence.Reset(left - fenceMargin(left))
+		case <-fence.C:
+			s.log.Warn("lease not renewed in time; stopping every instance before it expires")
+			cancel(errLeaseLost)
+			for range ka {
+			}
+			return
+		}
+	}
+}
+
+// fenceMargin is how long before a lease's expiry the slave fences: a fifth
+// of the TTL, at most one second.
+func fenceMargin(ttl time.Duration) time.Duration {
+	return min(ttl/5, time.Second)
+}
 
 // leaseLostError ends a session whose lease could not be renewed for its
 // TTL; it names the lease so the next session can revoke it.
