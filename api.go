@@ -39,9 +39,12 @@ func (m *Master) Handler() http.Handler {
 		m.log.Error("api handler panic", "panic", v)
 		writeError(w, http.StatusInternalServerError, "internal error")
 	}
+	names := httprouter.New() // route patterns, for the request metrics
 	both := func(method, path string, h httprouter.Handle) {
 		r.Handle(method, path, h)
 		r.Handle(method, path+"/", h)
+		nameRoute(names, method, path, path)
+		nameRoute(names, method, path+"/", path)
 	}
 	both(http.MethodGet, "/node", m.handleListNodes)
 	both(http.MethodGet, "/node/:id", m.handleGetNode)
@@ -50,8 +53,11 @@ func (m *Master) Handler() http.Handler {
 	both(http.MethodGet, "/service/:id", m.handleGetService)
 	both(http.MethodPost, "/service/:id", m.handleScaleService)
 	both(http.MethodDelete, "/service/:id", m.handleDeleteService)
+	both(http.MethodGet, "/events", m.handleEvents)
+	both(http.MethodGet, "/metrics", m.handleMetrics)
 	r.GET("/healthz", m.handleHealth)
-	return m.authorize(r)
+	nameRoute(names, http.MethodGet, "/healthz", "/healthz")
+	return m.metrics.instrument(names, m.authorize(r))
 }
 
 // authorize requires the cluster token on every route but /healthz.
@@ -82,6 +88,7 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 
 // fail answers err with the status its sentinel calls for.
 func (m *Master) fail(w http.ResponseWriter, r *http.Request, err error) {
+	m.metrics.countEtcdError(err)
 	status := http.StatusInternalServerError
 	var tooBig *http.MaxBytesError
 	switch {

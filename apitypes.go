@@ -77,3 +77,48 @@ type ServiceDetail struct {
 type errorBody struct {
 	Error string `json:"error"`
 }
+
+// EventType names what an Event reports.
+type EventType string
+
+// The event types of GET /events.
+const (
+	EventNodeJoined        EventType = "node.joined"        // a slave registered
+	EventNodeLeft          EventType = "node.left"          // a draining node's record went away
+	EventNodeLost          EventType = "node.lost"          // a node's record went away: lease revoked or expired
+	EventServiceCreated    EventType = "service.created"    // InstanceNum is the desired count
+	EventServiceScaled     EventType = "service.scaled"     // InstanceNum is the new desired count
+	EventServiceDeleted    EventType = "service.deleted"    // its queue goes with it; its instances are removed next
+	EventInstancePlaced    EventType = "instance.placed"    // put on Node: new, from the queue, or moved off a node that went away
+	EventInstancePending   EventType = "instance.pending"   // queued: no node online
+	EventInstanceRemoved   EventType = "instance.removed"   // taken off Node (scale-down, delete), or out of the queue
+	EventInstanceStarted   EventType = "instance.started"   // first start on Node; PID
+	EventInstanceExited    EventType = "instance.exited"    // the process exited on its own; ExitCode when known
+	EventInstanceRestarted EventType = "instance.restarted" // started again after an exit or a failure; PID, Restarts
+	EventInstanceStopped   EventType = "instance.stopped"   // stopped by its slave (removed, deleted, slave closing)
+	EventInstanceFailed    EventType = "instance.failed"    // could not be started; Message says why
+)
+
+// Event is one line of GET /events: one change in the cluster, derived from
+// a change of an etcd key, so every master serves the same events. Fields
+// that do not apply are left out of the JSON.
+type Event struct {
+	// Time is when the record says the change happened (a service's
+	// creation, a placement, a process start, a registration), or else
+	// when the master serving the stream saw it. Revision, not Time,
+	// orders events.
+	Time time.Time `json:"Time"`
+	// Revision is the etcd revision of the change. Several events can
+	// share one revision (one transaction); GET /events?since=REV resumes
+	// with the events after REV.
+	Revision    int64     `json:"Revision"`
+	Type        EventType `json:"Type"`
+	Service     string    `json:"Service,omitempty"`
+	Instance    string    `json:"Instance,omitempty"`
+	Node        string    `json:"Node,omitempty"`
+	PID         int       `json:"PID,omitempty"`
+	ExitCode    *int      `json:"ExitCode,omitempty"`
+	Restarts    int       `json:"Restarts,omitempty"`
+	InstanceNum *int      `json:"InstanceNum,omitempty"`
+	Message     string    `json:"Message,omitempty"`
+}

@@ -4,7 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -67,7 +72,11 @@ func BenchmarkSchedulerPlacements(b *testing.B) {
 // processes run (as the slaves report them), next to starting n processes
 // straight from Go in the same run: the ratio is gdpm's overhead.
 func BenchmarkLaunch(b *testing.B) {
-	for _, tc := range []struct{ n, slaves int }{{200, 1}, {1000, 4}} {
+	sizes := []struct{ n, slaves int }{{200, 1}, {1000, 4}}
+	if testing.Short() {
+		sizes = []struct{ n, slaves int }{{20, 1}, {40, 4}}
+	}
+	for _, tc := range sizes {
 		b.Run(fmt.Sprintf("n=%d/slaves=%d", tc.n, tc.slaves), func(b *testing.B) {
 			c := newCluster(b, clusterOpts{slaves: tc.slaves})
 			var gdpmTotal, rawTotal time.Duration
@@ -121,4 +130,235 @@ func rawSpawn(b *testing.B, n int) time.Duration {
 		cmd.Wait()
 	}
 	return took
+}
+
+// BenchmarkRestart measures the first restart after a crash: from the
+// moment a process exits (it writes the time just before its exit) to the
+// moment its replacement runs (the replacement writes the time first
+// thing). Each iteration crashes restartSamples single-instance services at
+// once; the times include a shell and a `date` at both ends.
+func BenchmarkRestart(b *testing.B) {
+	const restartSamples = 10
+	c := newCluster(b, clusterOpts{slaves: 1})
+	dir := b.TempDir()
+	var samples []time.Duration
+	for i := 0; i < b.N; i++ {
+		var files, ids []string
+		for j := 0; j < restartSamples; j++ {
+			f := filepath.Join(dir, fmt.Sprintf("r%d-%d", i, j))
+			files = append(files, f)
+			ids = append(ids, c.create(fmt.Sprintf(
+				`sh -c 'echo s $(date +%%s%%N) >>%s; sleep 0.2; echo e $(date +%%s%%N) >>%s; exit 1'`, f, f), 1))
+		}
+		for _, f := range files {
+			var st []int64 // start, exit, start
+			waitFor(b, 20*time.Second, "a crash and a restart in "+f, func() (bool, string) {
+				st = stamps(f)
+				return len(st) >= 3, fmt.Sprint(st)
+			})
+			samples = append(samples, time.Duration(st[2]-st[1]))
+		}
+		b.StopTimer()
+		for _, id := range ids {
+			if err := c.client.DeleteService(ctxT(b), id); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+	}
+	slices.Sort(samples)
+	b.ReportMetric(float64(samples[len(samples)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(samples[len(samples)-1].Microseconds())/1000, "max-ms")
+	b.ReportMetric(float64(samples[0].Microseconds())/1000, "min-ms")
+}
+
+// stamps reads the nanosecond times written by the restart benchmark's
+// command, in order.
+func stamps(path string) []int64 {
+	data, _ := os.ReadFile(path)
+	var ts []int64
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+			ts = append(ts, n)
+		}
+	}
+	return ts
+}
+
+// BenchmarkFailover measures, per run, the time from kill -9 of a
+// gdpm-slave binary running every instance of an m-instance service to all
+// m running again on the other (in-process) slave, at the default lease
+// TTL of 5 s. Each run has a cluster of its own. In -short mode: 5
+// instances and a 1 s lease, so CI exercises the path quickly.
+func BenchmarkFailover(b *testing.B) {
+	m, ttl := 50, gdpm.DefaultLeaseTTL
+	if testing.Short() {
+		m, ttl = 5, time.Second
+	}
+	bin := buildBinary(b, "gdpm-slave")
+	var runs []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		c := newCluster(b, clusterOpts{master: func(cfg *gdpm.MasterConfig) { cfg.LeaseTTL = ttl }})
+		sp := startBinary(b, bin, "-master", c.master().TCPAddr(), "-data", b.TempDir(), "-log-level", "info")
+		waitFor(b, 20*time.Second, "gdpm-slave to register", func() (bool, string) {
+			return strings.Contains(sp.out.String(), "msg=registered"), ""
+		})
+		svc := c.create("sleep 1000", m)
+		c.waitRunning(svc, m)
+		other := c.addSlave().NodeID()
+		b.StartTimer()
+		begin := time.Now()
+		sp.kill9()
+		waitFor(b, 4*ttl+20*time.Second, fmt.Sprintf("%d instances running on the other slave", m), func() (bool, string) {
+			_, perNode, err := c.running(svc)
+			return err == nil && perNode[other] == m, fmt.Sprint(perNode, err)
+		})
+		took := time.Since(begin)
+		b.StopTimer()
+		runs = append(runs, took)
+		b.Logf("run %d: %d instances running again %v after kill -9 (lease TTL %v)", i+1, m, took.Round(time.Millisecond), ttl)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	slices.Sort(runs)
+	b.ReportMetric(runs[len(runs)/2].Seconds(), "p50-s")
+	b.ReportMetric(runs[len(runs)-1].Seconds(), "max-s")
+	b.ReportMetric(ttl.Seconds(), "ttl-s")
+}
+
+// BenchmarkFootprint reports the resident memory (VmRSS) of a gdpm-slave
+// binary running 1000 `sleep` instances and of the gdpm-master binary that
+// scheduled them (the leader, on an etcd of the test process, so its RSS is
+// the master's alone). In -short mode: 50 instances.
+func BenchmarkFootprint(b *testing.B) {
+	n := 1000
+	if testing.Short() {
+		n = 50
+	}
+	masterBin, slaveBin := buildBinary(b, "gdpm-master"), buildBinary(b, "gdpm-slave")
+	for i := 0; i < b.N; i++ {
+		etcd, err := gdpm.StartEmbeddedEtcd(context.Background(), gdpm.EmbeddedEtcdConfig{Dir: b.TempDir(), UnsafeNoFsync: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		mp := startBinary(b, masterBin, "-etcd", strings.Join(etcd.Endpoints(), ","),
+			"-http", "127.0.0.1:0", "-tcp", "127.0.0.1:0", "-log-level", "warn")
+		// Stop the binaries before etcd (cleanups run last first).
+		b.Cleanup(func() { etcd.Close() })
+		var httpAddr, tcpAddr string
+		waitFor(b, 20*time.Second, "gdpm-master to listen", func() (bool, string) {
+			for _, l := range strings.Split(mp.out.String(), "\n") {
+				if _, err := fmt.Sscanf(l, "gdpm-master: API on http://%s registration on %s", &httpAddr, &tcpAddr); err == nil {
+					httpAddr = strings.TrimSuffix(httpAddr, ",")
+					return true, ""
+				}
+			}
+			return false, mp.out.String()
+		})
+		sp := startBinary(b, slaveBin, "-master", tcpAddr, "-data", b.TempDir(), "-log-level", "warn")
+		cl, err := gdpm.NewClient(gdpm.ClientConfig{Addr: "http://" + httpAddr})
+		if err != nil {
+			b.Fatal(err)
+		}
+		waitFor(b, 20*time.Second, "the slave to register", func() (bool, string) {
+			nodes, err := cl.Nodes(ctxT(b))
+			return err == nil && len(nodes.Ids) == 1, fmt.Sprint(nodes, err)
+		})
+		id, err := cl.CreateService(ctxT(b), gdpm.CreateRequest{Command: "sleep 1000", InstanceNum: &n})
+		if err != nil {
+			b.Fatal(err)
+		}
+		waitFor(b, 60*time.Second, fmt.Sprintf("%d running", n), func() (bool, string) {
+			d, err := cl.Service(ctxT(b), id)
+			return err == nil && d.Running == n, fmt.Sprint(d.Running, err)
+		})
+		time.Sleep(500 * time.Millisecond) // let status batches and GC settle
+		b.ReportMetric(procStatus(b, sp.cmd.Process.Pid, "VmRSS")/1024, "slave-MB")
+		b.ReportMetric(procStatus(b, mp.cmd.Process.Pid, "VmRSS")/1024, "master-MB")
+		// A goroutine blocked in wait4 holds an OS thread: the slave's
+		// thread count shows how much of its RSS is thread stacks.
+		b.ReportMetric(procStatus(b, sp.cmd.Process.Pid, "Threads"), "slave-threads")
+		b.ReportMetric(float64(n), "instances")
+		b.StopTimer()
+		if err := cl.DeleteService(ctxT(b), id); err != nil {
+			b.Fatal(err)
+		}
+		waitFor(b, 60*time.Second, "the service's processes to stop", func() (bool, string) {
+			d, err := cl.Service(ctxT(b), id)
+			return err != nil || len(d.Instances) == 0, ""
+		})
+		sp.stop()
+		mp.stop()
+		b.StartTimer()
+	}
+}
+
+// procStatus reads a number from /proc/pid/status: VmRSS in kB, Threads.
+func procStatus(b *testing.B, pid int, field string) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == field+":" {
+			v, _ := strconv.Atoi(f[1])
+			return float64(v)
+		}
+	}
+	b.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// benchProc is a gdpm binary started by a benchmark.
+type benchProc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+// startBinary starts bin with args; it dies with the test process, and
+// cleanup stops it (SIGTERM, then SIGKILL after 20 s).
+func startBinary(b *testing.B, bin string, args ...string) *benchProc {
+	b.Helper()
+	p := &benchProc{out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.WaitDelay = 5 * time.Second
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		p.cmd.Wait()
+		close(p.done)
+	}()
+	b.Cleanup(p.stop)
+	return p
+}
+
+// stop ends the process with SIGTERM, SIGKILL after 20 s; idempotent.
+func (p *benchProc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *benchProc) kill9() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
 }

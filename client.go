@@ -1,12 +1,14 @@
 package gdpm
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -33,16 +35,17 @@ type ClientConfig struct {
 	// Token, when set, is sent as "Authorization: Bearer TOKEN".
 	Token string
 	// HTTPClient sends the requests. Default: a client with a
-	// DefaultClientTimeout (30s) timeout. Streaming routes need a client
-	// without a timeout; they bound their requests with the context.
+	// DefaultClientTimeout (30s) timeout. Streaming routes (Events) send
+	// through a copy without the timeout; their context bounds them.
 	HTTPClient *http.Client
 }
 
 // Client speaks the master's HTTP API. It is safe for concurrent use.
 type Client struct {
-	base  string // scheme://host[/escaped/prefix], no trailing slash
-	token string
-	hc    *http.Client
+	base   string // scheme://host[/escaped/prefix], no trailing slash
+	token  string
+	hc     *http.Client
+	stream *http.Client // hc without its timeout
 }
 
 // NewClient checks cfg and returns a client. It does not touch the network.
@@ -61,7 +64,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: DefaultClientTimeout}
 	}
-	return &Client{base: base, token: cfg.Token, hc: hc}, nil
+	stream := *hc
+	stream.Timeout = 0
+	return &Client{base: base, token: cfg.Token, hc: hc, stream: &stream}, nil
 }
 
 func parseBaseURL(addr string) (string, error) {
@@ -236,8 +241,8 @@ func (c *Client) newRequest(ctx context.Context, method, path string, query url.
 
 // send performs req and turns a non-2xx answer into an *APIError, closing
 // its body. On success the caller owns resp.Body.
-func (c *Client) send(req *http.Request) (*http.Response, error) {
-	resp, err := c.hc.Do(req)
+func (c *Client) send(hc *http.Client, req *http.Request) (*http.Response, error) {
+	resp, err := hc.Do(req)
 	if err != nil {
 		// *url.Error already names the method and URL.
 		return nil, fmt.Errorf("gdpm: %w", err)
@@ -290,7 +295,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := c.send(req)
+	resp, err := c.send(c.hc, req)
 	if err != nil {
 		return err
 	}
@@ -314,3 +319,80 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	return nil
 }
+
+// Events opens the cluster's event stream (GET /events). With since > 0 it
+// resumes after that etcd revision, replaying what happened since;
+// otherwise it starts now. Once Events returns the stream is open, so every
+// change made after that is in it. Only ctx ends the stream (and Close):
+// the HTTPClient's timeout does not apply. A since that etcd has compacted
+// away is an *APIError with StatusCode 410 (http.StatusGone): start again
+// with since 0.
+func (c *Client) Events(ctx context.Context, since int64) (*EventStream, error) {
+	var query url.Values
+	if since > 0 {
+		query = url.Values{"since": {strconv.FormatInt(since, 10)}}
+	}
+	req, err := c.newRequest(ctx, http.MethodGet, apiPath("events"), query, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/x-ndjson")
+	resp, err := c.send(c.stream, req)
+	if err != nil {
+		return nil, err
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/x-ndjson" {
+		resp.Body.Close()
+		return nil, fmt.Errorf("gdpm: events: the answer is %q, not an event stream", mt)
+	}
+	rev := since
+	if r, err := strconv.ParseInt(resp.Header.Get(RevisionHeader), 10, 64); err == nil {
+		rev = max(rev, r)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), MaxResponseBytes)
+	return &EventStream{ctx: ctx, body: resp.Body, sc: sc, rev: rev}, nil
+}
+
+// EventStream is an open GET /events stream: Next reads its events in
+// order. It is not safe for concurrent use.
+type EventStream struct {
+	ctx  context.Context
+	body io.ReadCloser
+	sc   *bufio.Scanner
+	rev  int64
+}
+
+// Next waits for the next event. Once the stream has ended it returns an
+// error: the context's (wrapped) when it was cancelled, one wrapping
+// io.EOF when the master ended the stream (it closed, or fell too far
+// behind); resume with Events(ctx, s.Revision()).
+func (s *EventStream) Next() (Event, error) {
+	for s.sc.Scan() {
+		line := bytes.TrimSpace(s.sc.Bytes())
+		if len(line) == 0 || line[0] == ':' {
+			continue // a heartbeat
+		}
+		var ev Event
+		if err := json.Unmarshal(line, &ev); err != nil {
+			return Event{}, fmt.Errorf("gdpm: events: bad line %.60q: %w", line, err)
+		}
+		s.rev = max(s.rev, ev.Revision)
+		return ev, nil
+	}
+	if err := s.ctx.Err(); err != nil {
+		return Event{}, fmt.Errorf("gdpm: events: %w", err)
+	}
+	if err := s.sc.Err(); err != nil {
+		return Event{}, fmt.Errorf("gdpm: events: %w", err)
+	}
+	return Event{}, fmt.Errorf("gdpm: events: the master ended the stream: %w", io.EOF)
+}
+
+// Revision is the revision of the last event read, or before the first
+// the one the stream started after: the point to resume from.
+func (s *EventStream) Revision() int64 { return s.rev }
+
+// Close ends the stream; Next returns an error afterwards. Close may be
+// called while Next waits in another goroutine, to end the wait.
+func (s *EventStream) Close() error { return s.body.Close() }

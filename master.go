@@ -56,6 +56,10 @@ type MasterConfig struct {
 	// ResyncInterval is how often the scheduler compares every service
 	// with its placements even when nothing changed. Default 30s.
 	ResyncInterval time.Duration
+	// EventHeartbeat is how often an idle GET /events stream sends an
+	// empty line, so that proxies keep it open. Default
+	// DefaultEventHeartbeat (15s).
+	EventHeartbeat time.Duration
 	// Logger receives the master's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -100,6 +104,7 @@ func (c MasterConfig) withDefaults() (MasterConfig, error) {
 	c.ElectionTTL = orDefault(c.ElectionTTL, DefaultElectionTTL)
 	c.RequestTimeout = orDefault(c.RequestTimeout, DefaultRequestTimeout)
 	c.ResyncInterval = orDefault(c.ResyncInterval, DefaultResync)
+	c.EventHeartbeat = orDefault(c.EventHeartbeat, DefaultEventHeartbeat)
 	if c.LeaseTTL < time.Second || c.ElectionTTL < time.Second {
 		return c, fmt.Errorf("%w: LeaseTTL and ElectionTTL must be at least 1s", ErrInvalidConfig)
 	}
@@ -151,6 +156,7 @@ type Master struct {
 	tcpLn   net.Listener
 	httpSrv *http.Server
 	leader  atomic.Bool
+	metrics *masterMetrics
 
 	mu       sync.Mutex
 	started  bool
@@ -159,6 +165,9 @@ type Master struct {
 	cancel   context.CancelFunc
 	leadDone chan struct{} // closed when the election loop has returned
 	wg       sync.WaitGroup
+	// runCtx is set by Start and ended by Close: event streams and
+	// metric scrapes end with it.
+	runCtx context.Context
 }
 
 // NewMaster validates cfg and returns a master that has not started.
@@ -167,7 +176,9 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Master{cfg: cfg, k: newKeyspace(cfg.Prefix), log: cfg.Logger, conns: map[net.Conn]struct{}{}}, nil
+	m := &Master{cfg: cfg, k: newKeyspace(cfg.Prefix), log: cfg.Logger, conns: map[net.Conn]struct{}{}}
+	m.metrics = newMasterMetrics(m)
+	return m, nil
 }
 
 // Start binds the HTTP and TCP listeners and starts serving and campaigning
@@ -207,7 +218,7 @@ func (m *Master) Start(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	m.cancel = cancel
+	m.cancel, m.runCtx = cancel, runCtx
 	m.started = true
 	m.wg.Add(3)
 	go func() {
@@ -301,6 +312,7 @@ func (m *Master) leadLoop(ctx context.Context) {
 	retry := newRetryDelay(100*time.Millisecond, 2*time.Second)
 	for ctx.Err() == nil {
 		if err := m.leadTerm(ctx); err != nil && ctx.Err() == nil {
+			m.metrics.countEtcdError(err)
 			m.log.Warn("scheduler term ended", "err", err)
 			if !retry.wait(ctx) {
 				return
@@ -338,7 +350,7 @@ func (m *Master) leadTerm(ctx context.Context) error {
 	s := &scheduler{
 		cli: m.cli, k: m.k, leaderKey: el.Key(), leaderRev: el.Rev(),
 		maxOps: m.cfg.TxnOps, timeout: m.cfg.RequestTimeout, resync: m.cfg.ResyncInterval,
-		log: m.log, stats: &m.stats,
+		log: m.log, stats: &m.stats, observe: m.metrics.observeSchedLatency,
 	}
 	err = s.run(tctx)
 	rctx, rcancel := context.WithTimeout(context.Background(), m.cfg.RequestTimeout)
@@ -396,6 +408,7 @@ func (m *Master) serveRegistration(ctx context.Context, conn net.Conn) {
 		reply.NodeID, err = m.nodeIDFor(ctx, h.PrevID)
 	}
 	if err != nil {
+		m.metrics.countEtcdError(err)
 		m.log.Warn("registration refused", "remote", conn.RemoteAddr().String(), "err", err)
 		reply.Error = err.Error()
 	} else {

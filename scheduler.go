@@ -48,6 +48,11 @@ type scheduler struct {
 	// watch: a placement change at any other revision was made by
 	// someone else (a previous leader, an operator) and is looked at.
 	own map[int64]bool
+	// seen is when the watch brought each changed service not yet
+	// planned; observe, when set, is told how long it took until the
+	// placements for that change were committed.
+	seen    map[string]time.Time
+	observe func(time.Duration)
 }
 
 // schedStats counts the scheduler's work; read by benchmarks and metrics.
@@ -120,6 +125,9 @@ func (s *scheduler) applyWatch(wr clientv3.WatchResponse) error {
 		}
 		if c.service != "" {
 			s.dirty[c.service] = true
+			if _, ok := s.seen[c.service]; !ok {
+				s.seen[c.service] = time.Now()
+			}
 		}
 		if c.placement != "" && !s.own[ev.Kv.ModRevision] {
 			s.dirty[c.placement] = true
@@ -140,6 +148,7 @@ func (s *scheduler) load(ctx context.Context) error {
 	s.view = newClusterView(s.k)
 	s.dirty = map[string]bool{}
 	s.own = map[int64]bool{}
+	s.seen = map[string]time.Time{}
 	s.allDirty = true
 	var rev int64
 	for _, prefix := range []string{s.k.nodes(), s.k.services(), s.k.assignAll(), s.k.pendingAll(), s.k.cursor()} {
@@ -217,6 +226,7 @@ func (s *scheduler) reconcile(ctx context.Context) error {
 		units = s.plan(id, now, units)
 	}
 	if len(units) == 0 {
+		s.observeLatency(ids, nil)
 		return nil
 	}
 	committed, err := s.write(ctx, units)
@@ -231,7 +241,26 @@ func (s *scheduler) reconcile(ctx context.Context) error {
 		return err
 	}
 	s.stats.Passes.Add(1)
+	s.observeLatency(ids, units)
 	return nil
+}
+
+// observeLatency reports, for each planned service whose change brought
+// placements that are now committed, how long ago the change was seen, and
+// forgets when the planned services were seen.
+func (s *scheduler) observeLatency(ids []string, committed []unit) {
+	placed := map[string]bool{}
+	for _, u := range committed {
+		placed[u.service] = placed[u.service] || u.placed
+	}
+	for _, id := range ids {
+		if t, ok := s.seen[id]; ok {
+			if placed[id] && s.observe != nil {
+				s.observe(time.Since(t))
+			}
+			delete(s.seen, id)
+		}
+	}
 }
 
 // cursorAfter returns the rotation cursor once units are written.

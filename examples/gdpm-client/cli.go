@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +31,7 @@ type api interface {
 	CreateService(ctx context.Context, req gdpm.CreateRequest) (string, error)
 	ScaleService(ctx context.Context, id string, n int) error
 	DeleteService(ctx context.Context, id string) error
+	Events(ctx context.Context, since int64) (*gdpm.EventStream, error)
 }
 
 var _ api = (*gdpm.Client)(nil)
@@ -161,8 +164,48 @@ func execute(ctx context.Context, c api, cmd command, w io.Writer) error {
 		}
 		_, err := fmt.Fprintf(w, "service %s deleted\n", cell(cmd.ID))
 		return err
+	case kindEvents:
+		return follow(ctx, c, cmd, w)
 	}
 	return fmt.Errorf("internal error: no action for %q", cmd.Topic)
+}
+
+// follow prints the event stream, one event a line, until it ends:
+// normally when ctx is cancelled (interrupted).
+func follow(ctx context.Context, c api, cmd command, w io.Writer) error {
+	s, err := c.Events(ctx, cmd.Since)
+	if err != nil {
+		var apiErr *gdpm.APIError
+		if errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusGone {
+			return fmt.Errorf("%w; run without -since to follow from now", err)
+		}
+		return err
+	}
+	defer s.Close()
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	if cmd.Output != outJSON {
+		if err := renderEventHeader(w); err != nil {
+			return err
+		}
+	}
+	for {
+		ev, err := s.Next()
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w; resume with -since %d", err, s.Revision())
+		}
+		if err != nil {
+			return err
+		}
+		if cmd.Output == outJSON {
+			err = enc.Encode(ev)
+		} else {
+			err = renderEvent(w, ev, time.Local)
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 func plural(n int, word string) string {

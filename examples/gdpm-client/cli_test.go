@@ -3,13 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +104,13 @@ func TestParse(t *testing.T) {
 				Create: gdpm.CreateRequest{Command: "x", InstanceNum: intp(1), StopTimeout: gdpm.Duration(2500 * time.Millisecond)}}},
 		{"create, zero instances", []string{"create", "-r", "0", "x"}, nil,
 			command{Kind: kindCreate, Topic: "create", Addr: defAddr, Output: outTable, N: 0, Create: create("x", 0)}},
+
+		{"events", []string{"events"}, nil,
+			command{Kind: kindEvents, Topic: "events", Addr: defAddr, Output: outTable}},
+		{"events -since, json", []string{"events", "-since", "1042", "-o", "json"}, nil,
+			command{Kind: kindEvents, Topic: "events", Addr: defAddr, Output: outJSON, Since: 1042}},
+		{"events -since=0 is from now", []string{"-since=0", "events"}, nil,
+			command{Kind: kindEvents, Topic: "events", Addr: defAddr, Output: outTable}},
 
 		{"version", []string{"version"}, nil,
 			command{Kind: kindVersion, Topic: "version", Output: outTable}},
@@ -194,6 +205,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"create", "-restart", "sometimes", "x"}, nil, `-restart must be always, on-failure or never, got "sometimes"`},
 		{[]string{"create", "-stop-timeout", "soon", "x"}, nil, "-stop-timeout must be a duration"},
 		{[]string{"create", "-stop-timeout", "-1s", "x"}, nil, "-stop-timeout must not be negative"},
+		{[]string{"events", "now"}, nil, `unexpected argument "now"`},
+		{[]string{"events", "-since", "-1"}, nil, `-since must be an event Revision (a whole number, 0 or more), got "-1"`},
+		{[]string{"events", "-since", "x"}, nil, `got "x"`},
+		{[]string{"events", "-since"}, nil, "flag -since needs a value"},
+		{[]string{"get", "nodes", "-since", "1"}, nil, `flag -since does not apply to "get"`},
 		{[]string{"version", "now"}, nil, `unexpected argument "now"`},
 		{[]string{"version", "-r", "1"}, nil, `flag -r does not apply to "version"`},
 		{[]string{"help", "frobnicate"}, nil, `no help for "frobnicate"`},
@@ -240,7 +256,7 @@ func TestHelp(t *testing.T) {
 		{"get", "-h"}, {"get", "node", "-h"}, {"help", "get"},
 		{"create", "-h"}, {"create", "python3", "-u", "-h"},
 		{"update", "-h"}, {"update", "S1", "-r", "-1", "-help"},
-		{"delete", "-h"}, {"version", "-h"}, {"help", "-h"},
+		{"delete", "-h"}, {"events", "-h"}, {"help", "events"}, {"version", "-h"}, {"help", "-h"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -261,7 +277,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("no help page for %q", topic)
 		}
 	}
-	for _, topic := range []string{"", "get", "create", "update", "delete", "version"} {
+	for _, topic := range []string{"", "get", "create", "update", "delete", "events", "version"} {
 		name := "help-" + topic
 		if topic == "" {
 			name = "help"
@@ -377,6 +393,17 @@ var (
 		Service:   gdpm.Service{ID: "c33daccd-3998-4b2a-8ac6-68e8aa00d484", Spec: gdpm.Spec{Command: "sleep 60"}, CreatedAt: t0},
 		Instances: []gdpm.InstanceInfo{},
 	}
+	fixEvents = []gdpm.Event{
+		{Time: t0, Revision: 4, Type: gdpm.EventServiceCreated, Service: fixService.ID, InstanceNum: intp(2), Message: longCmd},
+		{Time: t0, Revision: 5, Type: gdpm.EventInstancePlaced, Service: fixService.ID, Instance: "04c18ab53747", Node: fixNodes.Ids[0]},
+		{Time: t0.Add(time.Second), Revision: 6, Type: gdpm.EventInstanceStarted, Service: fixService.ID, Instance: "04c18ab53747", Node: fixNodes.Ids[0], PID: 4242},
+		{Time: t0.Add(time.Minute), Revision: 8, Type: gdpm.EventInstanceExited, Service: fixService.ID, Instance: "04c18ab53747", Node: fixNodes.Ids[0], PID: 4242, ExitCode: intp(137), Message: "restarting"},
+		{Time: t0.Add(time.Minute), Revision: 9, Type: gdpm.EventInstanceRestarted, Service: fixService.ID, Instance: "04c18ab53747", Node: fixNodes.Ids[0], PID: 4250, Restarts: 1},
+		{Time: t0.Add(time.Hour), Revision: 12, Type: gdpm.EventNodeLost, Node: fixNodes.Ids[0], Message: "the node's lease was revoked or expired; its instances move to other nodes"},
+		{Time: t0.Add(time.Hour), Revision: 13, Type: gdpm.EventServiceScaled, Service: fixService.ID, InstanceNum: intp(0), Message: "from 2 to 0 instances"},
+		{Time: t0.Add(time.Hour), Revision: 14, Type: gdpm.EventInstanceFailed, Service: fixService.ID, Instance: "1d29bc64e858", Node: fixNodes.Ids[1], Restarts: 3,
+			Message: "exec: \"python3\": executable file not found in $PATH\n\x1b[31m"},
+	}
 	fixServiceNoErrors = gdpm.ServiceDetail{
 		Service: gdpm.Service{ID: "a11b8ada-1776-490f-a8a4-46c688ffb262", Spec: gdpm.Spec{Command: "sleep 60", Restart: gdpm.RestartAlways,
 			StopTimeout: gdpm.Duration(gdpm.DefaultStopTimeout)}, InstanceNum: 1, CreatedAt: t0},
@@ -423,6 +450,15 @@ func TestRender(t *testing.T) {
 		{"service", func(w *bytes.Buffer) error { return renderService(w, fixService, time.UTC) }},
 		{"service-utc8", func(w *bytes.Buffer) error { return renderService(w, fixServiceNoErrors, utc8) }},
 		{"service-no-instances", func(w *bytes.Buffer) error { return renderService(w, fixServiceBare, time.UTC) }},
+		{"events", func(w *bytes.Buffer) error {
+			renderEventHeader(w)
+			for _, ev := range fixEvents {
+				if err := renderEvent(w, ev, time.UTC); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -475,6 +511,12 @@ func (s *stubAPI) ScaleService(_ context.Context, id string, n int) error {
 }
 func (s *stubAPI) DeleteService(_ context.Context, id string) error {
 	return s.call("DeleteService %s", id)
+}
+func (s *stubAPI) Events(_ context.Context, since int64) (*gdpm.EventStream, error) {
+	if err := s.call("Events %d", since); err != nil {
+		return nil, err
+	}
+	return nil, errors.New("stubAPI has no event stream: use eventServer")
 }
 
 func runStub(t *testing.T, stub *stubAPI, getenv func(string) string, args ...string) (code int, stdout, stderr string, cfg gdpm.ClientConfig) {
@@ -609,4 +651,121 @@ func TestRealClientIsTheAPI(t *testing.T) {
 	if err != nil || c == nil {
 		t.Fatalf("newAPI: %v", err)
 	}
+}
+
+// eventServer serves GET /events/ as a master would: the fixture events
+// with a heartbeat among them, then the end of the stream. status, when not
+// 200, is its answer instead. It records the since it was asked for.
+func eventServer(t *testing.T, status int) (url string, since *string) {
+	t.Helper()
+	since = new(string)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/events/" || r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, "unexpected request "+r.URL.Path, http.StatusBadRequest)
+			return
+		}
+		*since = r.URL.Query().Get("since")
+		if status != http.StatusOK {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			io.WriteString(w, `{"error":"the events after revision 3 are compacted away; start again without since"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		for i, ev := range fixEvents {
+			if i == 2 {
+				io.WriteString(w, "\n")
+			}
+			json.NewEncoder(w).Encode(ev)
+			w.(http.Flusher).Flush()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, since
+}
+
+func TestEventsVerb(t *testing.T) {
+	realAPI := func(c gdpm.ClientConfig) (api, error) { return gdpm.NewClient(c) }
+	events := func(t *testing.T, url string, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := runWith(t.Context(), args, &out, &errb, env("GDPM_ADDR", url, "GDPM_TOKEN", "tok"), realAPI)
+		return code, out.String(), errb.String()
+	}
+
+	t.Run("table", func(t *testing.T) {
+		url, since := eventServer(t, http.StatusOK)
+		code, stdout, stderr := events(t, url, "events", "-since", "3")
+		if *since != "3" {
+			t.Errorf("asked for since=%q, want 3", *since)
+		}
+		lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+		if len(lines) != 1+len(fixEvents) || !strings.HasPrefix(lines[0], "TIME ") {
+			t.Fatalf("want a header and %d lines:\n%s", len(fixEvents), stdout)
+		}
+		for i, ev := range fixEvents {
+			if l := lines[i+1]; !strings.Contains(l, " "+string(ev.Type)+" ") || !strings.Contains(l, " "+strconv.FormatInt(ev.Revision, 10)+" ") {
+				t.Errorf("line %d %q does not show %s at %d", i+1, l, ev.Type, ev.Revision)
+			}
+		}
+		// The stream ended without an interrupt: say where to resume.
+		if code != exitFailed || !strings.Contains(stderr, "the master ended the stream") || !strings.Contains(stderr, "resume with -since 14") {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+	})
+	t.Run("json", func(t *testing.T) {
+		url, since := eventServer(t, http.StatusOK)
+		_, stdout, _ := events(t, url, "-o", "json", "events")
+		if *since != "" {
+			t.Errorf("asked for since=%q without -since", *since)
+		}
+		lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+		if len(lines) != len(fixEvents) {
+			t.Fatalf("want one JSON line per event:\n%s", stdout)
+		}
+		for i, l := range lines {
+			var ev gdpm.Event
+			if err := json.Unmarshal([]byte(l), &ev); err != nil || !reflect.DeepEqual(ev, fixEvents[i]) {
+				t.Errorf("line %d: %q (%v), want %+v", i, l, err, fixEvents[i])
+			}
+		}
+	})
+	t.Run("compacted", func(t *testing.T) {
+		url, _ := eventServer(t, http.StatusGone)
+		code, stdout, stderr := events(t, url, "events", "-since", "3")
+		if code != exitFailed || stdout != "" || !strings.Contains(stderr, "compacted away") || !strings.Contains(stderr, "run without -since") {
+			t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+	})
+	t.Run("interrupted", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			json.NewEncoder(w).Encode(fixEvents[0])
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}))
+		defer srv.Close()
+		// The user presses Ctrl-C once the first event is on the screen.
+		ctx, cancel := context.WithCancel(t.Context())
+		out := &cancelOnWrite{match: string(fixEvents[0].Type), cancel: cancel}
+		var errb bytes.Buffer
+		code := runWith(ctx, []string{"events"}, out, &errb, env("GDPM_ADDR", srv.URL), realAPI)
+		if code != exitInterrupted || strings.Count(out.String(), "\n") != 2 || errb.String() != "gdpm-client: interrupted\n" {
+			t.Errorf("exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+		}
+	})
+}
+
+// cancelOnWrite is a buffer that calls cancel once match has been written.
+type cancelOnWrite struct {
+	bytes.Buffer
+	match  string
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnWrite) Write(b []byte) (int, error) {
+	n, err := c.Buffer.Write(b)
+	if strings.Contains(c.String(), c.match) {
+		c.cancel()
+	}
+	return n, err
 }

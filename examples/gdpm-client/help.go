@@ -2,11 +2,12 @@ package main
 
 // usageLines is the one-line synopsis printed under a usage error.
 var usageLines = map[string]string{
-	"":        "usage: gdpm-client [-addr URL] [-token TOKEN] [-o table|json] get|create|update|delete|version|help ...",
+	"":        "usage: gdpm-client [-addr URL] [-token TOKEN] [-o table|json] get|create|update|delete|events|version|help ...",
 	"get":     "usage: gdpm-client get nodes | get node ID | get services | get service ID",
 	"create":  "usage: gdpm-client create [-r N] [-e KEY=VAL]... [-dir DIR] [-restart always|on-failure|never] [-stop-timeout D] [--] COMMAND...",
 	"update":  "usage: gdpm-client update -r N ID",
 	"delete":  "usage: gdpm-client delete ID",
+	"events":  "usage: gdpm-client events [-since REVISION]",
 	"version": "usage: gdpm-client version",
 	"help":    "usage: gdpm-client help [VERB]",
 }
@@ -35,6 +36,7 @@ Verbs:
   create [flags] COMMAND... start a service running COMMAND; prints its ID
   update -r N ID            scale service ID to N instances
   delete ID                 stop every instance of service ID and remove it
+  events [-since REVISION]  follow the cluster's events until interrupted
   version                   print the gdpm version (no network)
   help [VERB]               print help for VERB, as "VERB -h" does
 
@@ -120,6 +122,30 @@ Stop every instance of service ID and remove the service.
 ` + globalFlags + `
 Example:
   gdpm-client delete 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
+`,
+
+	"events": `Usage:
+  gdpm-client events [-since REVISION]
+
+Follow what happens in the cluster, one event a line, until interrupted
+(Ctrl-C): nodes joining and going, services created, scaled and deleted,
+instances placed, queued, removed, started, exited, restarted, stopped and
+failed. Every master serves the same events.
+
+Flags:
+  -since REVISION   first print what happened after REVISION (the REVISION
+                    column), then follow: resume where a previous run
+                    stopped. Without it, start from now. A revision the
+                    cluster no longer keeps is an error.
+
+With -o json each event is one JSON object on its own line, as the API's
+GET /events sends it.
+
+` + globalFlags + `
+Examples:
+  gdpm-client events
+  gdpm-client events -since 1042
+  gdpm-client events -o json | jq -c 'select(.Type == "instance.exited")'
 `,
 
 	"version": `Usage:

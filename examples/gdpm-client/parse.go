@@ -24,6 +24,7 @@ const (
 	kindCreate
 	kindUpdate
 	kindDelete
+	kindEvents
 )
 
 // Output formats for -o.
@@ -42,6 +43,7 @@ type command struct {
 	Output string // outTable or outJSON
 	ID     string // get node/service, update, delete
 	N      int    // update: instances wanted
+	Since  int64  // events: resume after this revision (0: from now)
 	Create gdpm.CreateRequest
 }
 
@@ -77,9 +79,10 @@ var flagDefs = map[string]flagDef{
 	"dir":          {value: true, verbs: []string{"create"}},
 	"restart":      {value: true, verbs: []string{"create"}},
 	"stop-timeout": {value: true, verbs: []string{"create"}},
+	"since":        {value: true, verbs: []string{"events"}},
 }
 
-var verbs = []string{"get", "create", "update", "delete", "version", "help"}
+var verbs = []string{"get", "create", "update", "delete", "events", "version", "help"}
 
 type flagValue struct {
 	name, value string
@@ -208,6 +211,8 @@ func parse(args []string, getenv func(string) string) (command, error) {
 			default:
 				err = usagef(verb, "-restart must be always, on-failure or never, got %q", f.value)
 			}
+		case "since":
+			cmd.Since, err = parseSince(f.value)
 		case "stop-timeout":
 			var d time.Duration
 			d, err = parseTimeout(verb, f.value)
@@ -268,6 +273,11 @@ func parse(args []string, getenv func(string) string) (command, error) {
 		if err := oneID(&cmd, args, "service"); err != nil {
 			return command{}, err
 		}
+	case "events":
+		if len(args) > 0 {
+			return command{}, usagef(verb, "unexpected argument %q", args[0])
+		}
+		cmd.Kind = kindEvents
 	case "delete":
 		cmd.Kind = kindDelete
 		if err := oneID(&cmd, args, "service"); err != nil {
@@ -326,6 +336,14 @@ func oneID(cmd *command, args []string, what string) error {
 	}
 	cmd.ID = args[0]
 	return nil
+}
+
+func parseSince(s string) (int64, *usageError) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, usagef("events", "-since must be an event Revision (a whole number, 0 or more), got %q", s)
+	}
+	return n, nil
 }
 
 func parseCount(verb, s string) (int, *usageError) {

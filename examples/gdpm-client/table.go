@@ -132,6 +132,50 @@ func renderService(w io.Writer, d gdpm.ServiceDetail, loc *time.Location) error 
 	return tw.Flush()
 }
 
+// eventLine is the layout of one line of "events": time, revision, type,
+// then the details.
+const eventLine = "%-23s  %8s  %-18s  %s"
+
+func renderEventHeader(w io.Writer) error {
+	_, err := fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf(eventLine, "TIME", "REVISION", "EVENT", "DETAILS"), " "))
+	return err
+}
+
+// renderEvent prints one event on one line: the ids and numbers it carries
+// as key=value, then its message. Times are shown in loc.
+func renderEvent(w io.Writer, ev gdpm.Event, loc *time.Location) error {
+	var details []string
+	add := func(key, value string) {
+		if value != "" {
+			details = append(details, key+"="+cell(value))
+		}
+	}
+	add("service", ev.Service)
+	add("instance", ev.Instance)
+	add("node", ev.Node)
+	if ev.PID > 0 {
+		add("pid", strconv.Itoa(ev.PID))
+	}
+	if ev.ExitCode != nil {
+		add("exit", strconv.Itoa(*ev.ExitCode))
+	}
+	if ev.Restarts > 0 {
+		add("restarts", strconv.Itoa(ev.Restarts))
+	}
+	if ev.InstanceNum != nil {
+		add("instances", strconv.Itoa(*ev.InstanceNum))
+	}
+	switch {
+	case ev.Type == gdpm.EventServiceCreated:
+		details = append(details, short(ev.Message)) // the command
+	case ev.Message != "":
+		details = append(details, cell(ev.Message))
+	}
+	line := fmt.Sprintf(eventLine, when(ev.Time, loc), strconv.FormatInt(ev.Revision, 10), cell(string(ev.Type)), strings.Join(details, "  "))
+	_, err := fmt.Fprintln(w, strings.TrimRight(line, " "))
+	return err
+}
+
 // at is s[i], or def when the server sent arrays of different lengths.
 func at[T any](s []T, i int, def T) T {
 	if i < len(s) {

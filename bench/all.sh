@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# bench/all.sh: every benchmark of BENCHMARKS.md in one run, then the peers.
+#   bench/all.sh            # about 2 minutes on 2 cores; output in bench/out/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin
+mkdir -p bench/out
+{
+  # The control plane: 100,000 placements over 10 and 1000 nodes.
+  go test -run XXX -bench SchedulerPlacements -benchtime 100000x -timeout 30m .
+  # Launch, restart and footprint: 3 runs each; failover: 5 runs at the default 5 s lease.
+  go test -run XXX -bench 'Launch|Restart|Footprint' -benchtime 3x -timeout 30m .
+  go test -run XXX -bench Failover -benchtime 5x -timeout 30m .
+} 2>&1 | tee bench/out/go-bench.txt
+bench/peers.sh
