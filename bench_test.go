@@ -205,7 +205,7 @@ func BenchmarkFailover(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		c := newCluster(b, clusterOpts{master: func(cfg *gdpm.MasterConfig) { cfg.LeaseTTL = ttl }})
-		sp := startBinary(b, bin, "-master", c.master().TCPAddr(), "-data", b.TempDir(), "-log-level", "info")
+		sp := startBinProc(b, bin, "-master", c.master().TCPAddr(), "-data", b.TempDir(), "-log-level", "info")
 		waitFor(b, 20*time.Second, "gdpm-slave to register", func() (bool, string) {
 			return strings.Contains(sp.out.String(), "msg=registered"), ""
 		})
@@ -247,7 +247,7 @@ func BenchmarkFootprint(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		mp := startBinary(b, masterBin, "-etcd", strings.Join(etcd.Endpoints(), ","),
+		mp := startBinProc(b, masterBin, "-etcd", strings.Join(etcd.Endpoints(), ","),
 			"-http", "127.0.0.1:0", "-tcp", "127.0.0.1:0", "-log-level", "warn")
 		// Stop the binaries before etcd (cleanups run last first).
 		b.Cleanup(func() { etcd.Close() })
@@ -261,7 +261,7 @@ func BenchmarkFootprint(b *testing.B) {
 			}
 			return false, mp.out.String()
 		})
-		sp := startBinary(b, slaveBin, "-master", tcpAddr, "-data", b.TempDir(), "-log-level", "warn")
+		sp := startBinProc(b, slaveBin, "-master", tcpAddr, "-data", b.TempDir(), "-log-level", "warn")
 		cl, err := gdpm.NewClient(gdpm.ClientConfig{Addr: "http://" + httpAddr})
 		if err != nil {
 			b.Fatal(err)
@@ -313,52 +313,4 @@ func procStatus(b *testing.B, pid int, field string) float64 {
 	}
 	b.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
-}
-
-// benchProc is a gdpm binary started by a benchmark.
-type benchProc struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
-}
-
-// startBinary starts bin with args; it dies with the test process, and
-// cleanup stops it (SIGTERM, then SIGKILL after 20 s).
-func startBinary(b *testing.B, bin string, args ...string) *benchProc {
-	b.Helper()
-	p := &benchProc{out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.WaitDelay = 5 * time.Second
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	go func() {
-		p.cmd.Wait()
-		close(p.done)
-	}()
-	b.Cleanup(p.stop)
-	return p
-}
-
-// stop ends the process with SIGTERM, SIGKILL after 20 s; idempotent.
-func (p *benchProc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *benchProc) kill9() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
 }

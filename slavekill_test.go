@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -267,50 +266,17 @@ func TestSlaveCloseEndsWatchdog(t *testing.T) {
 
 // slaveProc is a running gdpm-slave binary.
 type slaveProc struct {
+	*binProc
 	t    *testing.T
-	cmd  *exec.Cmd
 	data string
-	out  *syncBuffer
-	done chan struct{}
-	err  error // Wait's result, once done is closed
 }
 
 func startSlaveBinary(t *testing.T, bin, master, data string) *slaveProc {
 	t.Helper()
-	sp := &slaveProc{t: t, data: data, out: &syncBuffer{}, done: make(chan struct{})}
-	sp.cmd = exec.Command(bin, "-master", master, "-data", data, "-log-level", "debug")
-	sp.cmd.Stdout, sp.cmd.Stderr = sp.out, sp.out
-	sp.cmd.WaitDelay = 5 * time.Second
 	// If the test binary dies, so does the slave (and its watchdog then
 	// kills its instances).
-	sp.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := sp.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sp.err = sp.cmd.Wait()
-		close(sp.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-sp.done:
-		default:
-			sp.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-sp.done:
-			case <-time.After(20 * time.Second):
-				sp.cmd.Process.Kill()
-				<-sp.done
-			}
-		}
-		if t.Failed() {
-			t.Logf("gdpm-slave %d output:\n%s", sp.cmd.Process.Pid, sp.out.String())
-		}
-	})
-	return sp
+	return &slaveProc{binProc: startBinProc(t, bin, "-master", master, "-data", data, "-log-level", "debug"), t: t, data: data}
 }
-
-func (sp *slaveProc) pid() int { return sp.cmd.Process.Pid }
 
 // waitRegistered waits for the slave's registration and returns its node id.
 func (sp *slaveProc) waitRegistered() string {
@@ -338,29 +304,6 @@ func (sp *slaveProc) watchdog() procID {
 		sp.t.Fatalf("no watchdog under gdpm-slave %d", sp.pid())
 	}
 	return wd
-}
-
-// kill9 SIGKILLs the slave and waits for it to be reaped.
-func (sp *slaveProc) kill9() {
-	sp.cmd.Process.Signal(syscall.SIGKILL)
-	<-sp.done
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // procID names a process by pid and start time, so that a reused pid is
