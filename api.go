@@ -53,6 +53,7 @@ func (m *Master) Handler() http.Handler {
 	both(http.MethodGet, "/service/:id", m.handleGetService)
 	both(http.MethodPost, "/service/:id", m.handleScaleService)
 	both(http.MethodDelete, "/service/:id", m.handleDeleteService)
+	both(http.MethodGet, "/service/:id/logs", m.handleServiceLogs)
 	both(http.MethodGet, "/events", m.handleEvents)
 	both(http.MethodGet, "/metrics", m.handleMetrics)
 	r.GET("/healthz", m.handleHealth)

@@ -122,3 +122,30 @@ type Event struct {
 	InstanceNum *int      `json:"InstanceNum,omitempty"`
 	Message     string    `json:"Message,omitempty"`
 }
+
+// LogStreamName names an instance's output stream.
+type LogStreamName string
+
+// The two streams an instance writes.
+const (
+	Stdout LogStreamName = "stdout"
+	Stderr LogStreamName = "stderr"
+)
+
+// LogLine is one line of GET /service/:id/logs: one line an instance wrote,
+// without its newline. A line longer than MaxLogLine is cut into pieces of
+// that size, each its own LogLine.
+type LogLine struct {
+	Service  string        `json:"Service"`
+	Instance string        `json:"Instance"`
+	Node     string        `json:"Node"`
+	Stream   LogStreamName `json:"Stream"`
+	Line     string        `json:"Line"`
+}
+
+// DefaultLogTail is how many of the last lines per instance and stream
+// GET /service/:id/logs sends when tail is not given.
+const DefaultLogTail = 100
+
+// MaxLogLine is the longest LogLine.Line; longer lines come in pieces.
+const MaxLogLine = 64 << 10

@@ -129,7 +129,7 @@ func TestTokenIsEnforcedOnAPIAndRegistration(t *testing.T) {
 		t.Errorf("Access-Control-Allow-Origin = %q, want none", v)
 	}
 	// A slave with the wrong token is refused and never becomes a node.
-	s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{c.master().TCPAddr()}, Token: "guess", DataDir: t.TempDir()})
+	s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{c.master().TCPAddr()}, Token: "guess", DataDir: t.TempDir(), LogAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}

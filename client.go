@@ -396,3 +396,90 @@ func (s *EventStream) Revision() int64 { return s.rev }
 // Close ends the stream; Next returns an error afterwards. Close may be
 // called while Next waits in another goroutine, to end the wait.
 func (s *EventStream) Close() error { return s.body.Close() }
+
+// LogsOptions selects what Logs returns.
+type LogsOptions struct {
+	// Instance limits the lines to one instance; "" means all of the
+	// service's instances.
+	Instance string
+	// Tail is how many of the last lines of each instance's stream to
+	// send first; 0 means the master's default (DefaultLogTail), a
+	// negative value none (with Follow: only new lines).
+	Tail int
+	// Follow keeps the stream open and sends new lines as they are
+	// written, across log rotation, until ctx ends.
+	Follow bool
+}
+
+// Logs opens GET /service/:id/logs: the last lines each instance of
+// service wrote to stdout and stderr (per instance and stream, in order;
+// streams are not interleaved by time), then with Follow the new lines as
+// they come. Instances still pending have no logs. Only ctx ends a
+// following stream (and Close): the HTTPClient's timeout does not apply.
+func (c *Client) Logs(ctx context.Context, service string, opts LogsOptions) (*LogStream, error) {
+	if err := checkID("service", service); err != nil {
+		return nil, err
+	}
+	query := url.Values{}
+	if opts.Instance != "" {
+		query.Set("instance", opts.Instance)
+	}
+	if opts.Tail != 0 {
+		query.Set("tail", strconv.Itoa(max(opts.Tail, -1)))
+	}
+	if opts.Follow {
+		query.Set("follow", "1")
+	}
+	req, err := c.newRequest(ctx, http.MethodGet, apiPath("service", service, "logs"), query, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/x-ndjson")
+	resp, err := c.send(c.stream, req)
+	if err != nil {
+		return nil, err
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/x-ndjson" {
+		resp.Body.Close()
+		return nil, fmt.Errorf("gdpm: logs: the answer is %q, not a log stream", mt)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	// A line is at most MaxLogLine bytes, more once escaped as JSON.
+	sc.Buffer(make([]byte, 0, 64<<10), 8*MaxLogLine)
+	return &LogStream{ctx: ctx, body: resp.Body, sc: sc}, nil
+}
+
+// LogStream is an open GET /service/:id/logs stream. It is not safe for
+// concurrent use.
+type LogStream struct {
+	ctx  context.Context
+	body io.ReadCloser
+	sc   *bufio.Scanner
+}
+
+// Next waits for the next line. At the end it returns an error wrapping
+// io.EOF (all lines sent, or the master ended a follow), or the context's
+// error when ctx was cancelled.
+func (s *LogStream) Next() (LogLine, error) {
+	for s.sc.Scan() {
+		line := bytes.TrimSpace(s.sc.Bytes())
+		if len(line) == 0 {
+			continue // a heartbeat
+		}
+		var l LogLine
+		if err := json.Unmarshal(line, &l); err != nil {
+			return LogLine{}, fmt.Errorf("gdpm: logs: bad line %.60q: %w", line, err)
+		}
+		return l, nil
+	}
+	if err := s.ctx.Err(); err != nil {
+		return LogLine{}, fmt.Errorf("gdpm: logs: %w", err)
+	}
+	if err := s.sc.Err(); err != nil {
+		return LogLine{}, fmt.Errorf("gdpm: logs: %w", err)
+	}
+	return LogLine{}, fmt.Errorf("gdpm: logs: end of stream: %w", io.EOF)
+}
+
+// Close ends the stream; it may be called while Next waits.
+func (s *LogStream) Close() error { return s.body.Close() }

@@ -34,7 +34,7 @@ func Example() {
 	}
 	defer master.Close()
 
-	slave, _ := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{master.TCPAddr()}})
+	slave, _ := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{master.TCPAddr()}, LogAddr: "127.0.0.1:0"})
 	slave.Start(ctx)
 	defer slave.Close()
 	slave.WaitReady(ctx)

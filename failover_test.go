@@ -313,7 +313,7 @@ func TestSchedulerRepairsDriftLeftByACrash(t *testing.T) {
 
 func TestSlaveRegistersThroughWhicheverMasterAnswers(t *testing.T) {
 	c := newCluster(t, clusterOpts{slaves: 0})
-	s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{"127.0.0.1:1", c.master().TCPAddr()}, DataDir: t.TempDir()})
+	s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{"127.0.0.1:1", c.master().TCPAddr()}, DataDir: t.TempDir(), LogAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}

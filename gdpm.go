@@ -157,4 +157,6 @@ type Node struct {
 	Status       int       `json:"Status"`
 	RegisteredAt time.Time `json:"RegisteredAt"`
 	Version      string    `json:"Version"`
+	// LogAddr is where the slave serves its instances' logs to masters.
+	LogAddr string `json:"LogAddr,omitempty"`
 }

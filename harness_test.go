@@ -113,6 +113,7 @@ func (c *cluster) addSlaveVia(m *gdpm.Master) *gdpm.Slave {
 		Masters: []string{m.TCPAddr()},
 		Token:   c.token,
 		DataDir: c.t.TempDir(),
+		LogAddr: "127.0.0.1:0",
 	}
 	if c.scfg != nil {
 		c.scfg(&cfg)

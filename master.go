@@ -157,6 +157,9 @@ type Master struct {
 	httpSrv *http.Server
 	leader  atomic.Bool
 	metrics *masterMetrics
+	// logClient reaches the slaves' log servers.
+	logClient    *http.Client
+	logTransport *http.Transport
 
 	mu       sync.Mutex
 	started  bool
@@ -178,6 +181,8 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 	}
 	m := &Master{cfg: cfg, k: newKeyspace(cfg.Prefix), log: cfg.Logger, conns: map[net.Conn]struct{}{}}
 	m.metrics = newMasterMetrics(m)
+	m.logTransport = newLogTransport(cfg.RequestTimeout)
+	m.logClient = &http.Client{Transport: m.logTransport}
 	return m, nil
 }
 
@@ -301,6 +306,7 @@ func (m *Master) Close() error {
 		err = cerr
 	}
 	m.wg.Wait()
+	m.logTransport.CloseIdleConnections()
 	if err != nil {
 		return fmt.Errorf("gdpm: master close: %w", err)
 	}

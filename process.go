@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 )
 
 // runnerConfig configures the supervision of one instance.
@@ -28,8 +27,11 @@ type runnerConfig struct {
 	// relative Spec.Dir; "" inherits this process's.
 	BaseDir string
 	// LogDir receives stdout/stderr, appended to
-	// <LogDir>/<svc>/<inst>.stdout and .stderr (dirs created); "" discards.
-	LogDir string
+	// <LogDir>/<svc>/<inst>.stdout and .stderr (dirs created) and rotated
+	// at LogMaxSize bytes, keeping LogMaxFiles files per stream; "" discards.
+	LogDir      string
+	LogMaxSize  int64 // default DefaultLogMaxSize
+	LogMaxFiles int   // default DefaultLogMaxFiles
 	// Env is the base environment; nil means os.Environ(). Spec.Env is
 	// added on top.
 	Env []string
@@ -135,6 +137,9 @@ type runner struct {
 	fenced   atomic.Bool // Kill was called: report nothing more
 	done     chan struct{}
 
+	logs    *instanceLogs // nil: output discarded
+	logsErr error         // bad ids: every start fails with it
+
 	mu     sync.Mutex
 	status InstanceStatus
 }
@@ -156,6 +161,10 @@ func startRunner(cfg runnerConfig) *runner {
 		killCh: make(chan struct{}),
 		done:   make(chan struct{}),
 		status: InstanceStatus{Service: a.Service, Instance: a.Instance, Node: cfg.Node, State: StateAssigned},
+	}
+	if cfg.LogDir != "" {
+		r.logs, r.logsErr = newInstanceLogs(cfg.LogDir, a.Service, a.Instance,
+			orDefault(cfg.LogMaxSize, DefaultLogMaxSize), orDefault(cfg.LogMaxFiles, DefaultLogMaxFiles))
 	}
 	go r.run()
 	return r
@@ -245,6 +254,7 @@ func (r *runner) emit(st InstanceStatus) {
 // run is the lifecycle: start, watch, restart per policy, until Stop/Kill.
 func (r *runner) run() {
 	defer close(r.done)
+	defer r.logs.Close()
 	bo := backoff{cfg: r.cfg.Backoff}
 	restarts := 0
 	for {
@@ -362,6 +372,7 @@ type proc struct {
 	pid     int // also the process group id
 	started time.Time
 	exited  chan exitResult // receives once, after the whole group is gone
+	pumps   *pumps          // its output's pumps; nil when discarded
 }
 
 type exitResult struct {
@@ -398,20 +409,32 @@ func (r *runner) start() (*proc, error) {
 	// when a goroutine exits while locked to it, which this package never
 	// does, so in practice it fires when gdpm itself dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if r.cfg.LogDir != "" {
-		stdout, stderr, err := r.openLogs()
-		if err != nil {
+	var pp *pumps
+	if r.logsErr != nil {
+		return nil, r.logsErr
+	}
+	if r.logs != nil {
+		var stdout, stderr *os.File
+		var err error
+		if pp, stdout, stderr, err = r.logs.pipes(); err != nil {
 			return nil, err
 		}
-		// The child holds its own copies once started.
+		// The child holds its own copies once started; the pumps see the
+		// end of file only once every writer has closed its copy.
 		defer stdout.Close()
 		defer stderr.Close()
 		cmd.Stdout, cmd.Stderr = stdout, stderr
 	}
 	if err := cmd.Start(); err != nil {
+		if pp != nil {
+			pp.closeReaders()
+		}
 		return nil, err
 	}
-	p := &proc{pid: cmd.Process.Pid, started: time.Now(), exited: make(chan exitResult, 1)}
+	p := &proc{pid: cmd.Process.Pid, started: time.Now(), exited: make(chan exitResult, 1), pumps: pp}
+	if pp != nil {
+		pp.start(r.logs, func(err error) { r.log.Warn("log capture", "err", err) })
+	}
 	// Read before the waiter may reap it, so the pid cannot be reused yet.
 	startTime := procStartTime(p.pid)
 	// OnStart runs before the waiter starts, so it always precedes OnExit.
@@ -443,6 +466,9 @@ func (p *proc) wait(cmd *exec.Cmd, onExit func(pid int)) {
 	}
 	res.code = exitCode(cmd.ProcessState)
 	awaitGroupGone(p.pid)
+	if p.pumps != nil {
+		p.pumps.finish()
+	}
 	p.exited <- res
 }
 
@@ -454,19 +480,6 @@ func exitCode(ps *os.ProcessState) int {
 		return 128 + int(ws.Signal())
 	}
 	return ps.ExitCode()
-}
-
-// waitExited blocks until pid has exited, without reaping it.
-func waitExited(pid int) {
-	const pPID = 1
-	var info [128]byte // siginfo_t
-	for {
-		_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(pid),
-			uintptr(unsafe.Pointer(&info)), syscall.WEXITED|syscall.WNOWAIT, 0, 0)
-		if errno != syscall.EINTR {
-			return
-		}
-	}
 }
 
 func signalGroup(pgid int, sig syscall.Signal) {
@@ -545,28 +558,4 @@ func procStartTime(pid int) uint64 {
 	}
 	v, _ := strconv.ParseUint(st[19], 10, 64)
 	return v
-}
-
-func (r *runner) openLogs() (stdout, stderr *os.File, err error) {
-	a := r.cfg.Assignment
-	for _, id := range []string{a.Service, a.Instance} {
-		if id == "" || id == "." || id == ".." || strings.ContainsRune(id, os.PathSeparator) {
-			return nil, nil, fmt.Errorf("log files: bad id %q", id)
-		}
-	}
-	dir := filepath.Join(r.cfg.LogDir, a.Service)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, nil, fmt.Errorf("log files: %w", err)
-	}
-	open := func(ext string) (*os.File, error) {
-		return os.OpenFile(filepath.Join(dir, a.Instance+ext), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	}
-	if stdout, err = open(".stdout"); err != nil {
-		return nil, nil, fmt.Errorf("log files: %w", err)
-	}
-	if stderr, err = open(".stderr"); err != nil {
-		stdout.Close()
-		return nil, nil, fmt.Errorf("log files: %w", err)
-	}
-	return stdout, stderr, nil
 }

@@ -45,6 +45,10 @@ type welcome struct {
 	Prefix    string   `json:"Prefix,omitempty"`
 	// LeaseTTL is the slave's liveness lease in seconds.
 	LeaseTTL int `json:"LeaseTTL,omitempty"`
+
+	// local is the slave's end of the registration connection: an
+	// address of this host that the master can reach. Not sent.
+	local net.IP
 }
 
 func writeFrame(w io.Writer, v any) error {

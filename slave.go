@@ -49,6 +49,18 @@ type SlaveConfig struct {
 	// instances' orphans are killed with their process group either way.
 	// gdpm-slave turns it on.
 	Subreaper bool
+	// LogAddr is where the slave serves its instances' logs to the
+	// masters (HOST:PORT, authenticated with Token); the address goes in
+	// its node record. An unspecified host is advertised as the address
+	// this host used to reach the master. Default ":0": every interface,
+	// any free port.
+	LogAddr string
+	// LogMaxSize is the size at which an instance's stdout or stderr file
+	// is rotated; LogMaxFiles how many files each stream keeps, the
+	// current one included. Defaults DefaultLogMaxSize (10 MiB) and
+	// DefaultLogMaxFiles (3).
+	LogMaxSize  int64
+	LogMaxFiles int
 }
 
 func (c SlaveConfig) withDefaults() (SlaveConfig, error) {
@@ -63,6 +75,15 @@ func (c SlaveConfig) withDefaults() (SlaveConfig, error) {
 	if c.Hostname == "" {
 		c.Hostname = hostname()
 	}
+	c.LogAddr = orDefault(c.LogAddr, ":0")
+	if _, _, err := net.SplitHostPort(c.LogAddr); err != nil {
+		return c, fmt.Errorf("%w: log address %q: %v", ErrInvalidConfig, c.LogAddr, err)
+	}
+	if c.LogMaxSize < 0 || c.LogMaxFiles < 0 {
+		return c, fmt.Errorf("%w: LogMaxSize and LogMaxFiles must not be negative", ErrInvalidConfig)
+	}
+	c.LogMaxSize = orDefault(c.LogMaxSize, DefaultLogMaxSize)
+	c.LogMaxFiles = orDefault(c.LogMaxFiles, DefaultLogMaxFiles)
 	c.RetryMax = orDefault(c.RetryMax, 2*time.Second)
 	c.RequestTimeout = orDefault(c.RequestTimeout, DefaultRequestTimeout)
 	if c.Logger == nil {
@@ -78,6 +99,7 @@ type Slave struct {
 	log    *slog.Logger
 	tmpDir string
 	groups *groupTracker // set by Start
+	logs   *logServer    // set by Start
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -130,7 +152,16 @@ func (s *Slave) Start(ctx context.Context) error {
 		}
 		return err
 	}
-	s.groups = groups
+	logs, err := startLogServer(s.cfg.LogAddr, s.logDir(), s.cfg.Token, s.NodeID, s.log)
+	if err != nil {
+		groups.close()
+		if s.tmpDir != "" {
+			s.removeTmpDir()
+			s.cfg.DataDir = ""
+		}
+		return err
+	}
+	s.groups, s.logs = groups, logs
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.started = true
@@ -180,6 +211,7 @@ func (s *Slave) Close() error {
 	}
 	s.cancel()
 	<-s.done
+	s.logs.Close()
 	// Every instance has stopped: the watchdog has nothing left to kill.
 	err := s.groups.close()
 	s.removeTmpDir()
@@ -197,6 +229,19 @@ func (s *Slave) removeTmpDir() {
 }
 
 func (s *Slave) nodeIDFile() string { return filepath.Join(s.cfg.DataDir, "node-id") }
+
+// logDir holds the instances' logs: logDir/SERVICE/INSTANCE.stdout|stderr.
+func (s *Slave) logDir() string { return filepath.Join(s.cfg.DataDir, "logs") }
+
+// LogAddr is the address the slave serves its logs on ("" before Start).
+func (s *Slave) LogAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.logs == nil {
+		return ""
+	}
+	return s.logs.ln.Addr().String()
+}
 
 // run registers, serves one session per registration, and registers again
 // when a session ends, until closed.
@@ -279,6 +324,9 @@ func (s *Slave) register(ctx context.Context, prev string) (welcome, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 			continue
 		}
+		if tcp, ok := conn.LocalAddr().(*net.TCPAddr); ok {
+			w.local = tcp.IP
+		}
 		return w, nil
 	}
 	return welcome{}, errors.Join(errs...)
@@ -305,7 +353,8 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 	if err != nil {
 		return storeErr("gdpm: lease", err)
 	}
-	node := Node{ID: w.NodeID, Hostname: s.cfg.Hostname, Status: NodeOnline, RegisteredAt: time.Now().UTC(), Version: Version}
+	node := Node{ID: w.NodeID, Hostname: s.cfg.Hostname, Status: NodeOnline, RegisteredAt: time.Now().UTC(), Version: Version,
+		LogAddr: s.logs.advertise(w.local)}
 	val, _ := json.Marshal(node)
 	cctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	resp, err := cli.Txn(cctx).

@@ -231,7 +231,7 @@ func testSIGTERM(t *testing.T, bin string) {
 func TestSlaveCloseEndsWatchdog(t *testing.T) {
 	c := newCluster(t, clusterOpts{slaves: 0})
 	data := t.TempDir()
-	s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{c.master().TCPAddr()}, DataDir: data})
+	s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{c.master().TCPAddr()}, DataDir: data, LogAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,7 +460,7 @@ func (c *cluster) waitOnlyOn(id string, n int, node string) {
 // closes, the dir is free.
 func TestSlaveDataDirInUse(t *testing.T) {
 	c := newCluster(t, clusterOpts{slaves: 0})
-	cfg := gdpm.SlaveConfig{Masters: []string{c.master().TCPAddr()}, DataDir: t.TempDir()}
+	cfg := gdpm.SlaveConfig{Masters: []string{c.master().TCPAddr()}, DataDir: t.TempDir(), LogAddr: "127.0.0.1:0"}
 	first, err := gdpm.NewSlave(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package gdpm
 import (
 	"context"
 	"maps"
-	"path/filepath"
 	"sync"
 )
 
@@ -52,13 +51,15 @@ func (sup *supervisor) syncLocked() {
 			continue // started again once its old runner is gone
 		}
 		sup.running[key] = startRunner(runnerConfig{
-			Assignment: a,
-			Node:       sup.node,
-			LogDir:     filepath.Join(sup.s.cfg.DataDir, "logs"),
-			OnStatus:   sup.status.set,
-			OnStart:    func(pid int, startTime uint64) { sup.s.groups.add(pid, startTime) },
-			OnExit:     sup.s.groups.remove,
-			Logger:     sup.s.log,
+			Assignment:  a,
+			Node:        sup.node,
+			LogDir:      sup.s.logDir(),
+			LogMaxSize:  sup.s.cfg.LogMaxSize,
+			LogMaxFiles: sup.s.cfg.LogMaxFiles,
+			OnStatus:    sup.status.set,
+			OnStart:     func(pid int, startTime uint64) { sup.s.groups.add(pid, startTime) },
+			OnExit:      sup.s.groups.remove,
+			Logger:      sup.s.log,
 		})
 	}
 }

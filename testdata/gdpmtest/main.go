@@ -6,6 +6,8 @@
 //	ignoreterm            ignore SIGTERM; run until SIGKILL
 //	fork N                start N grandchildren that sleep, then sleep
 //	print [INTERVAL]      print a numbered line every INTERVAL to stdout and stderr
+//	lines N [INTERVAL]    print "out I" for I < N every INTERVAL to stdout, and
+//	                      "err I" to stderr when I is a multiple of 10, then sleep
 //	env NAME              print the value of NAME and the working dir, then sleep
 package main
 
@@ -60,6 +62,19 @@ func main() {
 			fmt.Fprintf(os.Stderr, "err %d\n", i)
 			time.Sleep(d)
 		}
+	case "lines":
+		n, _ := strconv.Atoi(arg(2, "100"))
+		d, _ := time.ParseDuration(arg(3, "0s"))
+		for i := 0; i < n; i++ {
+			fmt.Printf("out %d\n", i)
+			if i%10 == 0 {
+				fmt.Fprintf(os.Stderr, "err %d\n", i)
+			}
+			if d > 0 {
+				time.Sleep(d)
+			}
+		}
+		forever()
 	case "env":
 		wd, _ := os.Getwd()
 		fmt.Printf("%s=%s\ndir=%s\n", arg(2, "HOME"), os.Getenv(arg(2, "HOME")), wd)

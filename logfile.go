@@ -1,0 +1,146 @@
+package gdpm
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+)
+
+// Log rotation defaults: each stream of each instance keeps at most
+// DefaultLogMaxFiles files of DefaultLogMaxSize bytes, so a chatty instance
+// costs at most 30 MiB per stream on the slave's disk.
+const (
+	DefaultLogMaxSize  = 10 << 20
+	DefaultLogMaxFiles = 3
+)
+
+// rotatingFile is one instance stream's log: PATH is the current file,
+// PATH.1 the one before it, up to PATH.<maxFiles-1>. No file is ever longer
+// than maxSize: a write that would cross the limit is split, after its last
+// newline that fits when it has one, and the rest goes to a fresh file.
+// The file is opened at the first write, so an instance that prints
+// nothing costs no file and no descriptor.
+type rotatingFile struct {
+	path     string
+	maxSize  int64
+	maxFiles int
+
+	mu   sync.Mutex
+	f    *os.File
+	size int64
+}
+
+func newRotatingFile(path string, maxSize int64, maxFiles int) *rotatingFile {
+	return &rotatingFile{path: path, maxSize: max(maxSize, 1), maxFiles: max(maxFiles, 1)}
+}
+
+// Write appends p, rotating as needed. It always consumes all of p: a
+// write error drops the data (the instance must not block on a full disk)
+// and is returned so the caller can log it.
+func (w *rotatingFile) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		if w.f == nil {
+			if err := w.open(); err != nil {
+				return n, err
+			}
+		}
+		room := w.maxSize - w.size
+		if room <= 0 {
+			if err := w.rotate(); err != nil {
+				return n, err
+			}
+			continue
+		}
+		chunk := p
+		if int64(len(chunk)) > room {
+			chunk = p[:room]
+			// Keep lines whole when the file already holds something to
+			// rotate away; a line longer than a whole file is cut.
+			if i := bytes.LastIndexByte(chunk, '\n'); i >= 0 {
+				chunk = chunk[:i+1]
+			} else if w.size > 0 {
+				chunk = nil
+			}
+		}
+		if len(chunk) > 0 {
+			m, err := w.f.Write(chunk)
+			w.size += int64(m)
+			if err != nil {
+				return n, fmt.Errorf("gdpm: log %s: %w", w.path, err)
+			}
+		}
+		p = p[len(chunk):]
+		if len(p) > 0 {
+			if err := w.rotate(); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *rotatingFile) open() error {
+	if err := os.MkdirAll(filepath.Dir(w.path), 0o755); err != nil {
+		return fmt.Errorf("gdpm: log dir: %w", err)
+	}
+	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("gdpm: log: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("gdpm: log: %w", err)
+	}
+	w.f, w.size = f, fi.Size()
+	return nil
+}
+
+// rotate closes the current file and shifts PATH.i to PATH.i+1, dropping
+// the oldest. The current file is complete before it is renamed, which is
+// what lets a reader that follows PATH finish the old file first.
+func (w *rotatingFile) rotate() error {
+	if w.f != nil {
+		w.f.Close()
+		w.f, w.size = nil, 0
+	}
+	if w.maxFiles == 1 {
+		if err := os.Truncate(w.path, 0); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("gdpm: log rotate: %w", err)
+		}
+		return nil
+	}
+	for i := w.maxFiles - 1; i >= 1; i-- {
+		err := os.Rename(rotatedName(w.path, i-1), rotatedName(w.path, i))
+		if err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("gdpm: log rotate: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close closes the current file; a later Write opens it again.
+func (w *rotatingFile) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	w.f, w.size = nil, 0
+	return err
+}
+
+// rotatedName is PATH for i = 0 and PATH.i for older files.
+func rotatedName(path string, i int) string {
+	if i == 0 {
+		return path
+	}
+	return path + "." + strconv.Itoa(i)
+}

@@ -1,0 +1,265 @@
+package gdpm
+
+import (
+	"bufio"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The slave's log server: GET /logs/SERVICE?instance=ID&tail=N&follow=1
+// answers the lines of the instance logs in the slave's data dir as
+// newline-delimited LogLines. Only masters call it (they merge the
+// answers of every slave into GET /service/:id/logs), with the cluster
+// token; its address is in the slave's node record.
+
+// logPollInterval is how often a follow looks for new lines.
+const logPollInterval = 100 * time.Millisecond
+
+// logHeartbeat is how often an idle follow sends an empty line, which
+// tells a dead reader apart and keeps proxies from closing the stream.
+const logHeartbeat = 10 * time.Second
+
+// maxLogTail bounds tail=N, per instance and stream.
+const maxLogTail = 100_000
+
+type logServer struct {
+	dir   string // DataDir/logs
+	token string
+	log   *slog.Logger
+	node  func() string // the node id, for LogLine.Node
+
+	ln     net.Listener
+	srv    *http.Server
+	ctx    context.Context // ends the follows on close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// startLogServer listens on addr and serves in the background.
+func startLogServer(addr, dir, token string, node func() string, log *slog.Logger) (*logServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("gdpm: log server: %w", err)
+	}
+	ls := &logServer{dir: dir, token: token, log: log, node: node, ln: ln}
+	ls.ctx, ls.cancel = context.WithCancel(context.Background())
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /logs/{service}", ls.handle)
+	ls.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	ls.wg.Add(1)
+	go func() {
+		defer ls.wg.Done()
+		ls.srv.Serve(ln)
+	}()
+	return ls, nil
+}
+
+// advertise is the address to register: the listener's, with an
+// unspecified host replaced by local, the address this host used to reach
+// a master (so the master can reach us back the same way).
+func (ls *logServer) advertise(local net.IP) string {
+	tcp := ls.ln.Addr().(*net.TCPAddr)
+	ip := tcp.IP
+	if ip.IsUnspecified() && local != nil {
+		ip = local
+	}
+	return net.JoinHostPort(ip.String(), strconv.Itoa(tcp.Port))
+}
+
+func (ls *logServer) Close() {
+	ls.cancel()
+	ls.srv.Close()
+	ls.wg.Wait()
+}
+
+// logQuery is a parsed log request.
+type logQuery struct {
+	instances []string // empty: all
+	tail      int      // lines per instance and stream; 0: none
+	follow    bool
+}
+
+// parseLogQuery reads instance, tail and follow; bad values are
+// ErrBadRequest. tail defaults to DefaultLogTail, -1 means none.
+func parseLogQuery(q map[string][]string) (logQuery, error) {
+	lq := logQuery{tail: DefaultLogTail}
+	for _, v := range q["instance"] {
+		for id := range strings.SplitSeq(v, ",") {
+			if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\x00") {
+				return lq, fmt.Errorf("instance %q is not an instance id: %w", id, ErrBadRequest)
+			}
+			lq.instances = append(lq.instances, id)
+		}
+	}
+	if v := first(q["tail"]); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < -1 || n > maxLogTail {
+			return lq, fmt.Errorf("tail must be a number of lines from -1 (none) to %d, not %q: %w", maxLogTail, v, ErrBadRequest)
+		}
+		lq.tail = max(n, 0)
+	}
+	switch v := first(q["follow"]); v {
+	case "", "0", "false":
+	case "1", "true":
+		lq.follow = true
+	default:
+		return lq, fmt.Errorf("follow must be 1 or 0, not %q: %w", v, ErrBadRequest)
+	}
+	return lq, nil
+}
+
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+func (ls *logServer) handle(w http.ResponseWriter, r *http.Request) {
+	if ls.token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+ls.token)) != 1 {
+		writeError(w, http.StatusUnauthorized, "missing or wrong token")
+		return
+	}
+	svc := r.PathValue("service")
+	lq, err := parseLogQuery(r.URL.Query())
+	if err == nil {
+		_, err = logFilePath(ls.dir, svc, "x", Stdout)
+		if err != nil {
+			err = fmt.Errorf("%w: %w", err, ErrBadRequest)
+		}
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, apiMessage(err))
+		return
+	}
+	insts := lq.instances
+	if len(insts) == 0 {
+		insts = ls.instancesOf(svc)
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(ls.ctx, cancel)()
+	streamLogs(ctx, w, ls.node(), ls.dir, svc, insts, lq)
+}
+
+// instancesOf lists the instances of svc that have log files here.
+func (ls *logServer) instancesOf(svc string) []string {
+	ents, err := os.ReadDir(filepath.Join(ls.dir, svc))
+	if err != nil {
+		return nil
+	}
+	var ids []string
+	for _, e := range ents {
+		for _, s := range []LogStreamName{Stdout, Stderr} {
+			if id, ok := strings.CutSuffix(e.Name(), "."+string(s)); ok && !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// streamLogs writes the tail of each instance's stdout then stderr, in
+// instance order, then with follow the new lines of all of them as they
+// come, until ctx ends.
+func streamLogs(ctx context.Context, w http.ResponseWriter, node, dir, svc string, insts []string, lq logQuery) {
+	rc := http.NewResponseController(w)
+	defer rc.SetWriteDeadline(time.Time{})
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	var failed error
+	sent := 0
+	emitter := func(inst string, s LogStreamName) func([]byte) {
+		return func(b []byte) {
+			if failed == nil {
+				failed = enc.Encode(LogLine{Service: svc, Instance: inst, Node: node, Stream: s, Line: string(b)})
+				sent++
+			}
+		}
+	}
+	type followed struct {
+		c    *logCursor
+		emit func([]byte)
+	}
+	var cursors []followed
+	defer func() {
+		for _, f := range cursors {
+			f.c.Close()
+		}
+	}()
+	for _, inst := range insts {
+		for _, s := range []LogStreamName{Stdout, Stderr} {
+			path, err := logFilePath(dir, svc, inst, s)
+			if err != nil {
+				continue
+			}
+			emit := emitter(inst, s)
+			c, err := openLogCursor(path, lq.tail, emit)
+			if err != nil {
+				continue // unreadable: as if empty
+			}
+			if !lq.follow {
+				// The unfinished last line belongs to a finished answer.
+				if c.f != nil {
+					c.readNew(emit)
+				}
+				if len(c.partial) > 0 {
+					emitLine(c.partial, emit)
+				}
+				c.Close()
+				continue
+			}
+			cursors = append(cursors, followed{c, emit})
+		}
+	}
+	flush := func() bool {
+		rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+		return failed == nil && bw.Flush() == nil && rc.Flush() == nil
+	}
+	if !flush() || !lq.follow {
+		return
+	}
+	tick := time.NewTicker(logPollInterval)
+	defer tick.Stop()
+	idle := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		before := sent
+		for _, f := range cursors {
+			f.c.poll(f.emit) // an unreadable file is as if empty, and may heal
+		}
+		switch {
+		case sent != before:
+			idle = time.Now()
+		case time.Since(idle) >= logHeartbeat:
+			bw.WriteByte('\n')
+			idle = time.Now()
+		default:
+			continue
+		}
+		if !flush() {
+			return
+		}
+	}
+}
