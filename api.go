@@ -56,19 +56,21 @@ func (m *Master) Handler() http.Handler {
 	both(http.MethodGet, "/service/:id/logs", m.handleServiceLogs)
 	both(http.MethodGet, "/events", m.handleEvents)
 	both(http.MethodGet, "/metrics", m.handleMetrics)
+	m.routeUI(r, names)
 	r.GET("/healthz", m.handleHealth)
 	nameRoute(names, http.MethodGet, "/healthz", "/healthz")
 	return m.metrics.instrument(names, m.authorize(r))
 }
 
-// authorize requires the cluster token on every route but /healthz.
+// authorize requires the cluster token on every route but /healthz and the
+// web interface's files under /ui.
 func (m *Master) authorize(next http.Handler) http.Handler {
 	if m.cfg.Token == "" {
 		return next
 	}
 	want := []byte("Bearer " + m.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		if r.URL.Path != "/healthz" && !isUIPath(r.URL.Path) && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gdpm"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong token: send Authorization: Bearer TOKEN")
 			return
