@@ -1,7 +1,6 @@
 package gdpm
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,9 +12,9 @@ import (
 )
 
 // An instance's stdout and stderr are pipes that the slave drains into
-// rotatingFiles. Each pipe has a goroutine that waits in the runtime's
-// poller, which costs no thread, and borrows a read buffer from a pool
-// only while there is data, so a thousand idle instances hold no buffers.
+// rotatingFiles, on the shared fdPoller: no goroutine waits per pipe, and
+// a read buffer is borrowed from a pool only while there is data, so a
+// thousand idle instances hold neither stacks nor buffers.
 
 // pumpBufSize is the read size: a pipe's default capacity, so one read
 // usually empties it.
@@ -61,98 +60,122 @@ func (l *instanceLogs) Close() {
 	}
 }
 
-// pumps are the draining goroutines of one process's two pipes.
+// pumps drain one process's two pipes on the shared fdPoller.
 type pumps struct {
-	readers []*os.File
-	wg      sync.WaitGroup
+	pipes [2]*pipePump
 }
 
-// pipes makes the two pipes of one start: the write ends go to the child
-// and the caller closes them once the child holds its copies; the pumps'
-// start then begins draining the read ends.
-func (l *instanceLogs) pipes() (p *pumps, stdout, stderr *os.File, err error) {
-	or, ow, err := os.Pipe()
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("log pipe: %w", err)
-	}
-	er, ew, err := os.Pipe()
-	if err != nil {
-		or.Close()
-		ow.Close()
-		return nil, nil, nil, fmt.Errorf("log pipe: %w", err)
-	}
-	return &pumps{readers: []*os.File{or, er}}, ow, ew, nil
-}
-
-// start drains the pipes into l's files; onErr reports a write failure
-// (once per pump).
-func (p *pumps) start(l *instanceLogs, onErr func(error)) {
+// pipes makes the two pipes of one start: the write ends (blocking, as a
+// child expects) go to the child and the caller closes them once the
+// child holds its copies; start then drains the read ends.
+func (l *instanceLogs) pipes(poller *fdPoller) (p *pumps, stdout, stderr *os.File, err error) {
+	p = &pumps{}
+	var w [2]*os.File
 	for i, dst := range []*rotatingFile{l.out, l.err} {
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			pump(p.readers[i], dst, onErr)
-		}()
+		var fds [2]int
+		if err = syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err == nil {
+			err = syscall.SetNonblock(fds[0], true)
+			if err != nil {
+				syscall.Close(fds[0])
+				syscall.Close(fds[1])
+			}
+		}
+		if err != nil {
+			for j := range i {
+				p.pipes[j].close()
+				w[j].Close()
+			}
+			return nil, nil, nil, fmt.Errorf("log pipe: %w", err)
+		}
+		p.pipes[i] = &pipePump{poller: poller, fd: fds[0], dst: dst, eof: make(chan struct{})}
+		w[i] = os.NewFile(uintptr(fds[1]), "log pipe")
+	}
+	return p, w[0], w[1], nil
+}
+
+// start drains the pipes; onErr reports a write failure (once per pipe).
+func (p *pumps) start(onErr func(error)) {
+	for _, pp := range p.pipes {
+		pp.onErr = onErr
+		if err := pp.poller.add(pp.fd, pp.drain); err != nil {
+			onErr(err)
+			pp.close()
+		}
 	}
 }
 
 // closeReaders closes the read ends without draining (start failed).
 func (p *pumps) closeReaders() {
-	for _, r := range p.readers {
-		r.Close()
+	for _, pp := range p.pipes {
+		pp.close()
 	}
 }
 
 // finish waits up to pumpDrainWait for both pipes to reach end of file,
-// then closes them, which ends the pumps.
+// then closes them.
 func (p *pumps) finish() {
-	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
 	t := time.NewTimer(pumpDrainWait)
 	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
+	for _, pp := range p.pipes {
+		select {
+		case <-pp.eof:
+		case <-t.C:
+		}
 	}
 	p.closeReaders()
-	<-done
 }
 
-// pump copies r to dst until end of file or until r is closed.
-func pump(r *os.File, dst io.Writer, onErr func(error)) {
-	rc, err := r.SyscallConn()
-	if err != nil {
-		onErr(err)
+// pipePump is the read end of one pipe and where its bytes go.
+type pipePump struct {
+	poller   *fdPoller
+	fd       int
+	dst      io.Writer
+	onErr    func(error)
+	mu       sync.Mutex // held while fd is read, so that close waits
+	closed   bool
+	reported bool
+	eof      chan struct{} // closed at end of file, or by close
+}
+
+// drain is the poller's handler: it reads until the pipe is empty.
+func (pp *pipePump) drain() {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if pp.closed {
 		return
 	}
-	reported := false
-	eof := false
-	for !eof {
-		err := rc.Read(func(fd uintptr) bool {
-			bp := pumpBufs.Get().(*[]byte)
-			defer pumpBufs.Put(bp)
-			for {
-				n, err := syscall.Read(int(fd), *bp)
-				switch {
-				case n > 0:
-					if _, werr := dst.Write((*bp)[:n]); werr != nil && !reported {
-						reported = true
-						onErr(werr)
-					}
-				case err == syscall.EINTR:
-				case err == syscall.EAGAIN:
-					return false // wait in the poller
-				default:
-					eof = true // n == 0: every writer is gone; or a read error
-					return true
-				}
+	bp := pumpBufs.Get().(*[]byte)
+	defer pumpBufs.Put(bp)
+	for {
+		n, err := syscall.Read(pp.fd, *bp)
+		switch {
+		case n > 0:
+			if _, werr := pp.dst.Write((*bp)[:n]); werr != nil && !pp.reported {
+				pp.reported = true
+				pp.onErr(werr)
 			}
-		})
-		if err != nil {
-			if !errors.Is(err, os.ErrClosed) {
-				onErr(err)
-			}
+		case err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			return
+		default: // n == 0: every writer is gone; or a read error
+			pp.closeLocked()
 			return
 		}
 	}
+}
+
+func (pp *pipePump) close() {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	pp.closeLocked()
+}
+
+func (pp *pipePump) closeLocked() {
+	if pp.closed {
+		return
+	}
+	pp.closed = true
+	pp.poller.remove(pp.fd)
+	syscall.Close(pp.fd)
+	close(pp.eof)
 }

@@ -48,7 +48,7 @@ type runnerConfig struct {
 	// process is reaped: the unreaped leader keeps the group id from being
 	// reused until OnExit returns, so a record of the group can be dropped
 	// here without a moment where it could name someone else's group. It
-	// is called from the process's waiter goroutine and must return soon.
+	// is called from the runner's goroutine and must return soon.
 	OnExit  func(pid int)
 	Logger  *slog.Logger // nil = silent
 	Backoff backoffConfig
@@ -139,6 +139,8 @@ type runner struct {
 
 	logs    *instanceLogs // nil: output discarded
 	logsErr error         // bad ids: every start fails with it
+	poller  *fdPoller     // watches the processes' exits and pipes
+	pollErr error         // no poller: every start fails with it
 
 	mu     sync.Mutex
 	status InstanceStatus
@@ -166,6 +168,7 @@ func startRunner(cfg runnerConfig) *runner {
 		r.logs, r.logsErr = newInstanceLogs(cfg.LogDir, a.Service, a.Instance,
 			orDefault(cfg.LogMaxSize, DefaultLogMaxSize), orDefault(cfg.LogMaxFiles, DefaultLogMaxFiles))
 	}
+	r.poller, r.pollErr = acquirePoller()
 	go r.run()
 	return r
 }
@@ -255,6 +258,9 @@ func (r *runner) emit(st InstanceStatus) {
 func (r *runner) run() {
 	defer close(r.done)
 	defer r.logs.Close()
+	if r.pollErr == nil {
+		defer releasePoller()
+	}
 	bo := backoff{cfg: r.cfg.Backoff}
 	restarts := 0
 	for {
@@ -339,11 +345,11 @@ func (r *runner) sleep(d time.Duration) bool {
 // which it carries out (stopped = true).
 func (r *runner) watch(p *proc, restarts int) (res exitResult, stopped bool) {
 	select {
-	case res = <-p.exited:
-		return res, false
+	case <-p.exitReady:
+		return p.reap(), false
 	case <-r.killCh:
 		signalGroup(p.pid, syscall.SIGKILL)
-		<-p.exited
+		p.await()
 		return res, true
 	case <-r.stopCh:
 	}
@@ -352,14 +358,15 @@ func (r *runner) watch(p *proc, restarts int) (res exitResult, stopped bool) {
 	t := time.NewTimer(r.cfg.Assignment.Spec.stopTimeout())
 	defer t.Stop()
 	select {
-	case res = <-p.exited:
+	case <-p.exitReady:
+		res = p.reap()
 	case <-t.C:
 		r.log.Warn("stop timeout, killing", "pid", p.pid)
 		signalGroup(p.pid, syscall.SIGKILL)
-		res = <-p.exited
+		res = p.await()
 	case <-r.killCh:
 		signalGroup(p.pid, syscall.SIGKILL)
-		res = <-p.exited
+		res = p.await()
 	}
 	code := res.code
 	r.log.Info("stopped", "pid", p.pid, "code", code)
@@ -369,10 +376,12 @@ func (r *runner) watch(p *proc, restarts int) (res exitResult, stopped bool) {
 
 // proc is one started process.
 type proc struct {
-	pid     int // also the process group id
-	started time.Time
-	exited  chan exitResult // receives once, after the whole group is gone
-	pumps   *pumps          // its output's pumps; nil when discarded
+	pid       int // also the process group id
+	started   time.Time
+	cmd       *exec.Cmd
+	onExit    func(pid int)
+	exitReady <-chan struct{} // closed when the leader has exited, unreaped
+	pumps     *pumps          // its output's pumps; nil when discarded
 }
 
 type exitResult struct {
@@ -410,13 +419,15 @@ func (r *runner) start() (*proc, error) {
 	// does, so in practice it fires when gdpm itself dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	var pp *pumps
-	if r.logsErr != nil {
-		return nil, r.logsErr
+	for _, err := range []error{r.pollErr, r.logsErr} {
+		if err != nil {
+			return nil, err
+		}
 	}
 	if r.logs != nil {
 		var stdout, stderr *os.File
 		var err error
-		if pp, stdout, stderr, err = r.logs.pipes(); err != nil {
+		if pp, stdout, stderr, err = r.logs.pipes(r.poller); err != nil {
 			return nil, err
 		}
 		// The child holds its own copies once started; the pumps see the
@@ -431,31 +442,36 @@ func (r *runner) start() (*proc, error) {
 		}
 		return nil, err
 	}
-	p := &proc{pid: cmd.Process.Pid, started: time.Now(), exited: make(chan exitResult, 1), pumps: pp}
+	p := &proc{pid: cmd.Process.Pid, started: time.Now(), cmd: cmd, onExit: r.cfg.OnExit, pumps: pp}
 	if pp != nil {
-		pp.start(r.logs, func(err error) { r.log.Warn("log capture", "err", err) })
+		pp.start(func(err error) { r.log.Warn("log capture", "err", err) })
 	}
 	// Read before the waiter may reap it, so the pid cannot be reused yet.
 	startTime := procStartTime(p.pid)
-	// OnStart runs before the waiter starts, so it always precedes OnExit.
+	// OnStart runs before the exit is watched, so it always precedes OnExit.
 	if r.cfg.OnStart != nil {
 		r.cfg.OnStart(p.pid, startTime)
 	}
-	go p.wait(cmd, r.cfg.OnExit)
+	p.exitReady = watchExit(r.poller, p.pid)
 	return p, nil
 }
 
-// wait is the one goroutine that waits for cmd. Once the leader has exited
-// the group is SIGKILLed while the unreaped leader still pins the group id,
-// so the signal cannot reach a new group that reused it; then onExit runs,
-// the leader is reaped and the rest of the group awaited.
-func (p *proc) wait(cmd *exec.Cmd, onExit func(pid int)) {
-	waitExited(p.pid)
+// await waits for the leader to exit, then reaps it (see reap).
+func (p *proc) await() exitResult {
+	<-p.exitReady
+	return p.reap()
+}
+
+// reap finishes a process whose leader has exited. The group is SIGKILLed
+// while the unreaped leader still pins the group id, so the signal cannot
+// reach a new group that reused it; then onExit runs, the leader is
+// reaped, the rest of the group awaited and the output pipes drained.
+func (p *proc) reap() exitResult {
 	signalGroup(p.pid, syscall.SIGKILL)
-	if onExit != nil {
-		onExit(p.pid)
+	if p.onExit != nil {
+		p.onExit(p.pid)
 	}
-	err := cmd.Wait()
+	err := p.cmd.Wait()
 	res := exitResult{ran: time.Since(p.started)}
 	var ee *exec.ExitError
 	switch {
@@ -464,12 +480,12 @@ func (p *proc) wait(cmd *exec.Cmd, onExit func(pid int)) {
 	default:
 		res.err = err
 	}
-	res.code = exitCode(cmd.ProcessState)
+	res.code = exitCode(p.cmd.ProcessState)
 	awaitGroupGone(p.pid)
 	if p.pumps != nil {
 		p.pumps.finish()
 	}
-	p.exited <- res
+	return res
 }
 
 func exitCode(ps *os.ProcessState) int {
