@@ -194,10 +194,13 @@ func TestEventsFollowTheCluster(t *testing.T) {
 	}
 	isNode := func(e gdpm.Event) bool { return e.Node == node }
 	movedOff := func(e gdpm.Event) bool { return e.Node != node && strings.Contains(e.Message, node) }
-	evs = log.wait(t, "node.lost and the instance moved", func(evs []gdpm.Event) bool {
-		return len(match(evs, gdpm.EventNodeLost, isNode))+len(match(evs, gdpm.EventNodeLeft, isNode)) == 1 &&
+	evs = log.wait(t, "node.left and the instance moved", func(evs []gdpm.Event) bool {
+		return len(match(evs, gdpm.EventNodeLeft, isNode)) == 1 &&
 			len(match(evs, gdpm.EventInstancePlaced, ofService(id), movedOff, after(mark))) == 1
 	})
+	if lost := match(evs, gdpm.EventNodeLost, isNode); len(lost) != 0 {
+		t.Errorf("a slave that closed was reported lost: %+v", lost)
+	}
 	moved := match(evs, gdpm.EventInstancePlaced, ofService(id), movedOff, after(mark))[0]
 	log.wait(t, "the moved instance started", func(evs []gdpm.Event) bool {
 		return len(match(evs, gdpm.EventInstanceStarted, ofInstance(moved.Instance), after(moved.Revision))) == 1
@@ -426,5 +429,34 @@ func TestEventsHeartbeatAndToken(t *testing.T) {
 		if err != nil || line != "\n" {
 			t.Fatalf("heartbeat %d: %q %v, want an empty line", i, line, err)
 		}
+	}
+}
+
+// A node whose lease ends without a goodbye is reported lost; the slave
+// registers again and joins.
+func TestEventsNodeLost(t *testing.T) {
+	c := newCluster(t, clusterOpts{slaves: 1})
+	log := openEvents(t, c.client, 0)
+	node := c.slaves[0].NodeID()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.eps, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	resp, err := cli.Get(ctxT(t), gdpm.DefaultPrefix+"nodes/"+node)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("node record: %v %v", resp, err)
+	}
+	// What etcd does when the lease expires, without waiting for the TTL.
+	if _, err := cli.Revoke(ctxT(t), clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+		t.Fatal(err)
+	}
+	isNode := func(e gdpm.Event) bool { return e.Node == node }
+	evs := log.wait(t, "node.lost, then node.joined again", func(evs []gdpm.Event) bool {
+		lost := match(evs, gdpm.EventNodeLost, isNode)
+		return len(lost) == 1 && len(match(evs, gdpm.EventNodeJoined, isNode, after(lost[0].Revision))) == 1
+	})
+	if left := match(evs, gdpm.EventNodeLeft, isNode); len(left) != 0 {
+		t.Errorf("a lost node was reported as having left: %+v", left)
 	}
 }

@@ -191,9 +191,10 @@ func (s *Slave) NodeID() string {
 	return s.nodeID
 }
 
-// Close stops every instance (SIGTERM, then SIGKILL after its stop
-// timeout), removes the node from the cluster so its work moves at once,
-// and waits for every goroutine. It is idempotent and safe on nil.
+// Close marks the node draining, so that its instances are placed on
+// other nodes at once, stops every instance (SIGTERM, then SIGKILL after
+// its stop timeout), removes the node from the cluster and waits for every
+// goroutine. It is idempotent and safe on nil.
 func (s *Slave) Close() error {
 	if s == nil {
 		return nil
@@ -391,7 +392,7 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 		s.fenceOnLeaseLoss(ka, time.Duration(lease.TTL)*time.Second, scancel)
 	}()
 
-	sw := newStatusWriter(cli, k, lease.ID, s.log)
+	sw := newStatusWriter(cli, k, node.ID, lease.ID, s.log)
 	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
 	wg.Add(1)
 	go func() { defer wg.Done(); sw.run(wctx, s.cfg.RequestTimeout) }()
@@ -400,8 +401,10 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 	sup := newSupervisor(s, node.ID, sw)
 	err = s.follow(sctx, cli, k, node.ID, sup)
 	if ctx.Err() != nil {
-		// Closing: stop gracefully, then drop the lease so the node and
-		// its statuses disappear and the scheduler moves nothing twice.
+		// Closing: mark the node draining, so that the scheduler places
+		// its instances elsewhere while they stop here; stop gracefully;
+		// then drop the lease so the node and its statuses disappear.
+		s.markDraining(cli, k, node, lease.ID)
 		sup.stopAll(context.Background(), false)
 		wcancel()
 		s.revoke(cli, lease.ID)
@@ -415,6 +418,19 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 	}
 	s.revoke(cli, lease.ID)
 	return err
+}
+
+// markDraining rewrites the node record with Status NodeDraining, on the
+// same lease. Best effort: without it the instances move once the record
+// is gone, a stop timeout later.
+func (s *Slave) markDraining(cli *clientv3.Client, k keyspace, node Node, lease clientv3.LeaseID) {
+	node.Status = NodeDraining
+	val, _ := json.Marshal(node)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	if _, err := cli.Put(ctx, k.node(node.ID), string(val), clientv3.WithLease(lease)); err != nil {
+		s.log.Warn("cannot mark the node draining", "err", err)
+	}
 }
 
 var errLeaseLost = errors.New("gdpm: lease lost")

@@ -16,9 +16,17 @@ import (
 // starts a thousand processes makes a few round trips, not a thousand.
 // Statuses are bound to the slave's lease: a lost slave's statuses vanish
 // with its node record.
+//
+// An instance's status key is shared by every node that runs it in turn,
+// and a draining node stops its copy while the next node already runs it.
+// So a status is written only while this node holds the instance's
+// assignment, and deleted only while it is the one this node wrote (its
+// lease): a node that lost the instance can neither overwrite nor delete
+// the status of the node that has it now.
 type statusWriter struct {
 	cli   *clientv3.Client
 	k     keyspace
+	node  string
 	lease clientv3.LeaseID
 	log   *slog.Logger
 
@@ -29,8 +37,8 @@ type statusWriter struct {
 
 const statusBatch = 100
 
-func newStatusWriter(cli *clientv3.Client, k keyspace, lease clientv3.LeaseID, log *slog.Logger) *statusWriter {
-	w := &statusWriter{cli: cli, k: k, lease: lease, log: log, dirty: map[string]*InstanceStatus{}, kick: make(chan struct{}, 1)}
+func newStatusWriter(cli *clientv3.Client, k keyspace, node string, lease clientv3.LeaseID, log *slog.Logger) *statusWriter {
+	w := &statusWriter{cli: cli, k: k, node: node, lease: lease, log: log, dirty: map[string]*InstanceStatus{}, kick: make(chan struct{}, 1)}
 	return w
 }
 
@@ -117,12 +125,17 @@ func (w *statusWriter) putBack(batch map[string]*InstanceStatus) {
 func (w *statusWriter) write(ctx context.Context, batch map[string]*InstanceStatus, timeout time.Duration) error {
 	ops := make([]clientv3.Op, 0, len(batch))
 	for key, st := range batch {
+		sk := w.k.statusAll() + key
 		if st == nil {
-			ops = append(ops, clientv3.OpDelete(w.k.statusAll()+key))
+			ops = append(ops, clientv3.OpTxn(
+				[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(sk), "=", w.lease)},
+				[]clientv3.Op{clientv3.OpDelete(sk)}, nil))
 			continue
 		}
 		val, _ := json.Marshal(st)
-		ops = append(ops, clientv3.OpPut(w.k.statusAll()+key, string(val), clientv3.WithLease(w.lease)))
+		ops = append(ops, clientv3.OpTxn(
+			[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(w.k.assign(w.node, st.Service, st.Instance)), ">", 0)},
+			[]clientv3.Op{clientv3.OpPut(sk, string(val), clientv3.WithLease(w.lease))}, nil))
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
