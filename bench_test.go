@@ -205,7 +205,7 @@ func BenchmarkFailover(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		c := newCluster(b, clusterOpts{master: func(cfg *gdpm.MasterConfig) { cfg.LeaseTTL = ttl }})
-		sp := startBinProc(b, bin, "-master", c.master().TCPAddr(), "-data", b.TempDir(), "-log-level", "info")
+		sp := startBinProc(b, bin, "-master", c.master().TCPAddr(), "-data", b.TempDir(), "-logs-addr", "127.0.0.1:0", "-log-level", "info")
 		waitFor(b, 20*time.Second, "gdpm-slave to register", func() (bool, string) {
 			return strings.Contains(sp.out.String(), "msg=registered"), ""
 		})
@@ -261,7 +261,7 @@ func BenchmarkFootprint(b *testing.B) {
 			}
 			return false, mp.out.String()
 		})
-		sp := startBinProc(b, slaveBin, "-master", tcpAddr, "-data", b.TempDir(), "-log-level", "warn")
+		sp := startBinProc(b, slaveBin, "-master", tcpAddr, "-data", b.TempDir(), "-logs-addr", "127.0.0.1:0", "-log-level", "warn")
 		cl, err := gdpm.NewClient(gdpm.ClientConfig{Addr: "http://" + httpAddr})
 		if err != nil {
 			b.Fatal(err)

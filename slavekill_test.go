@@ -275,7 +275,7 @@ func startSlaveBinary(t *testing.T, bin, master, data string) *slaveProc {
 	t.Helper()
 	// If the test binary dies, so does the slave (and its watchdog then
 	// kills its instances).
-	return &slaveProc{binProc: startBinProc(t, bin, "-master", master, "-data", data, "-log-level", "debug"), t: t, data: data}
+	return &slaveProc{binProc: startBinProc(t, bin, "-master", master, "-data", data, "-logs-addr", "127.0.0.1:0", "-log-level", "debug"), t: t, data: data}
 }
 
 // waitRegistered waits for the slave's registration and returns its node id.

@@ -32,6 +32,7 @@ type api interface {
 	ScaleService(ctx context.Context, id string, n int) error
 	DeleteService(ctx context.Context, id string) error
 	Events(ctx context.Context, since int64) (*gdpm.EventStream, error)
+	Logs(ctx context.Context, service string, opts gdpm.LogsOptions) (*gdpm.LogStream, error)
 }
 
 var _ api = (*gdpm.Client)(nil)
@@ -166,6 +167,8 @@ func execute(ctx context.Context, c api, cmd command, w io.Writer) error {
 		return err
 	case kindEvents:
 		return follow(ctx, c, cmd, w)
+	case kindLogs:
+		return logs(ctx, c, cmd, w)
 	}
 	return fmt.Errorf("internal error: no action for %q", cmd.Topic)
 }
@@ -201,6 +204,51 @@ func follow(ctx context.Context, c api, cmd command, w io.Writer) error {
 			err = enc.Encode(ev)
 		} else {
 			err = renderEvent(w, ev, time.Local)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// logs prints a service's log lines as they come. Without -f it ends with
+// the stream; with -f an interrupt is the normal end, and the master ending
+// the stream is an error: it does so only when it stops or when no
+// instance it follows is left on a live node (or none was placed).
+func logs(ctx context.Context, c api, cmd command, w io.Writer) error {
+	err := printLogs(ctx, c, cmd, w)
+	switch {
+	case !cmd.Logs.Follow:
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return err
+	case ctx.Err() != nil:
+		return nil // interrupted: the user has seen what they wanted
+	case errors.Is(err, io.EOF):
+		return errors.New("the master ended the log stream: it stopped, or no instance is left on a node to follow")
+	}
+	return err
+}
+
+// printLogs prints the log stream until it ends, and returns why it ended.
+func printLogs(ctx context.Context, c api, cmd command, w io.Writer) error {
+	s, err := c.Logs(ctx, cmd.ID, cmd.Logs)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for {
+		l, err := s.Next()
+		if err != nil {
+			return err
+		}
+		if cmd.Output == outJSON {
+			err = enc.Encode(l)
+		} else {
+			err = renderLogLine(w, l)
 		}
 		if err != nil {
 			return err

@@ -112,6 +112,17 @@ func TestParse(t *testing.T) {
 		{"events -since=0 is from now", []string{"-since=0", "events"}, nil,
 			command{Kind: kindEvents, Topic: "events", Addr: defAddr, Output: outTable}},
 
+		{"logs", []string{"logs", "S1"}, nil,
+			command{Kind: kindLogs, Topic: "logs", Addr: defAddr, Output: outTable, ID: "S1"}},
+		{"logs, every flag", []string{"logs", "-f", "-n", "20", "-instance", "04c18ab53747", "S1"}, nil,
+			command{Kind: kindLogs, Topic: "logs", Addr: defAddr, Output: outTable, ID: "S1",
+				Logs: gdpm.LogsOptions{Instance: "04c18ab53747", Tail: 20, Follow: true}}},
+		{"logs -n 0 is no lines", []string{"logs", "S1", "-n", "0", "--f=true", "-o", "json"}, nil,
+			command{Kind: kindLogs, Topic: "logs", Addr: defAddr, Output: outJSON, ID: "S1",
+				Logs: gdpm.LogsOptions{Tail: -1, Follow: true}}},
+		{"logs -f=false", []string{"-f", "logs", "-f=false", "S1"}, nil,
+			command{Kind: kindLogs, Topic: "logs", Addr: defAddr, Output: outTable, ID: "S1"}},
+
 		{"version", []string{"version"}, nil,
 			command{Kind: kindVersion, Topic: "version", Output: outTable}},
 		{"version ignores a bad GDPM_ADDR", []string{"version", "-o", "json"}, env("GDPM_ADDR", "ftp://nope"),
@@ -210,6 +221,16 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"events", "-since", "x"}, nil, `got "x"`},
 		{[]string{"events", "-since"}, nil, "flag -since needs a value"},
 		{[]string{"get", "nodes", "-since", "1"}, nil, `flag -since does not apply to "get"`},
+		{[]string{"logs"}, nil, "missing service ID"},
+		{[]string{"logs", "S1", "S2"}, nil, "expected one service ID, got 2"},
+		{[]string{"logs", "-n", "-1", "S1"}, nil, `-n must be a whole number of lines, 0 or more, got "-1"`},
+		{[]string{"logs", "-n", "all", "S1"}, nil, `got "all"`},
+		{[]string{"logs", "S1", "-n"}, nil, "flag -n needs a value"},
+		{[]string{"logs", "-instance", "", "S1"}, nil, "-instance ID is empty"},
+		{[]string{"logs", "-f=maybe", "S1"}, nil, `flag -f takes no value, got "maybe"`},
+		{[]string{"logs", "-r", "1", "S1"}, nil, `flag -r does not apply to "logs"`},
+		{[]string{"events", "-f"}, nil, `flag -f does not apply to "events"`},
+		{[]string{"get", "service", "S1", "-instance", "x"}, nil, `flag -instance does not apply to "get"`},
 		{[]string{"version", "now"}, nil, `unexpected argument "now"`},
 		{[]string{"version", "-r", "1"}, nil, `flag -r does not apply to "version"`},
 		{[]string{"help", "frobnicate"}, nil, `no help for "frobnicate"`},
@@ -256,7 +277,7 @@ func TestHelp(t *testing.T) {
 		{"get", "-h"}, {"get", "node", "-h"}, {"help", "get"},
 		{"create", "-h"}, {"create", "python3", "-u", "-h"},
 		{"update", "-h"}, {"update", "S1", "-r", "-1", "-help"},
-		{"delete", "-h"}, {"events", "-h"}, {"help", "events"}, {"version", "-h"}, {"help", "-h"},
+		{"delete", "-h"}, {"logs", "-h"}, {"logs", "S1", "-f", "-h"}, {"help", "logs"}, {"events", "-h"}, {"help", "events"}, {"version", "-h"}, {"help", "-h"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -267,17 +288,17 @@ func TestHelp(t *testing.T) {
 			if stderr.Len() > 0 {
 				t.Errorf("stderr should be empty, got %q", stderr.String())
 			}
-			if !strings.Contains(stdout.String(), "Usage:") || !strings.Contains(stdout.String(), "Example") {
+			if !strings.Contains(stdout.String(), "Usage:") || !strings.Contains(stdout.String(), "\nExamples:\n  gdpm-client ") {
 				t.Errorf("help lacks a usage or an example:\n%s", stdout.String())
 			}
 		})
 	}
 	for topic := range usageLines {
-		if topic != "help" && helpTexts[topic] == "" {
-			t.Errorf("no help page for %q", topic)
+		if topic != "help" && !strings.Contains(helpTexts[topic], "\nExamples:\n  gdpm-client ") {
+			t.Errorf("no help page with examples for %q", topic)
 		}
 	}
-	for _, topic := range []string{"", "get", "create", "update", "delete", "events", "version"} {
+	for _, topic := range []string{"", "get", "create", "update", "delete", "logs", "events", "version"} {
 		name := "help-" + topic
 		if topic == "" {
 			name = "help"
@@ -518,6 +539,12 @@ func (s *stubAPI) Events(_ context.Context, since int64) (*gdpm.EventStream, err
 	}
 	return nil, errors.New("stubAPI has no event stream: use eventServer")
 }
+func (s *stubAPI) Logs(_ context.Context, id string, opts gdpm.LogsOptions) (*gdpm.LogStream, error) {
+	if err := s.call("Logs %s %+v", id, opts); err != nil {
+		return nil, err
+	}
+	return nil, errors.New("stubAPI has no log stream: use logServer")
+}
 
 func runStub(t *testing.T, stub *stubAPI, getenv func(string) string, args ...string) (code int, stdout, stderr string, cfg gdpm.ClientConfig) {
 	t.Helper()
@@ -608,7 +635,7 @@ func TestAPIErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, args := range [][]string{{"get", "nodes"}, {"delete", "S1"}, {"create", "x"}, {"update", "-r", "1", "S1"}} {
+			for _, args := range [][]string{{"get", "nodes"}, {"delete", "S1"}, {"create", "x"}, {"update", "-r", "1", "S1"}, {"logs", "S1"}, {"logs", "-f", "S1"}} {
 				code, stdout, stderr, _ := runStub(t, &stubAPI{err: tt.err}, env(), args...)
 				if code != exitFailed || stdout != "" || stderr != tt.want {
 					t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 1, stderr %q", args, code, stdout, stderr, tt.want)
@@ -666,30 +693,40 @@ func eventServer(t *testing.T, status int) (url string, since *string) {
 		}
 		*since = r.URL.Query().Get("since")
 		if status != http.StatusOK {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(status)
-			io.WriteString(w, `{"error":"the events after revision 3 are compacted away; start again without since"}`)
+			serveError(w, status, "the events after revision 3 are compacted away; start again without since")
 			return
 		}
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		for i, ev := range fixEvents {
-			if i == 2 {
-				io.WriteString(w, "\n")
-			}
-			json.NewEncoder(w).Encode(ev)
-			w.(http.Flusher).Flush()
-		}
+		serveNDJSON(w, fixEvents, 2)
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL, since
 }
 
+// serveError answers as a master refusing a request does.
+func serveError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// serveNDJSON streams items as a master does: one JSON object a line, each
+// flushed, and a heartbeat (an empty line) before items[heartbeat].
+func serveNDJSON[T any](w http.ResponseWriter, items []T, heartbeat int) {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	for i, item := range items {
+		if i == heartbeat {
+			io.WriteString(w, "\n")
+		}
+		json.NewEncoder(w).Encode(item)
+		w.(http.Flusher).Flush()
+	}
+}
+
 func TestEventsVerb(t *testing.T) {
-	realAPI := func(c gdpm.ClientConfig) (api, error) { return gdpm.NewClient(c) }
 	events := func(t *testing.T, url string, args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		code := runWith(t.Context(), args, &out, &errb, env("GDPM_ADDR", url, "GDPM_TOKEN", "tok"), realAPI)
-		return code, out.String(), errb.String()
+		var out bytes.Buffer
+		code, stderr := cli(t.Context(), url, &out, args...)
+		return code, out.String(), stderr
 	}
 
 	t.Run("table", func(t *testing.T) {

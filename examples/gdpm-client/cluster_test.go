@@ -84,6 +84,24 @@ func TestCLIAgainstARealCluster(t *testing.T) {
 	if d.Running != 3 || d.Env["GREETING"] != "hi" {
 		t.Fatalf("after create -r 3 -e GREETING=hi: %+v", d)
 	}
+	// Each instance said hi once; the slaves write it to the log a moment
+	// after the process starts.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out := must("logs", id)
+		if n := strings.Count(out, " | hi\n"); n == 3 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("logs: want 3 instances' hi:\n%s", out)
+		}
+	}
+	// Following ends when the user interrupts it, and that is success.
+	fctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	follow := &cancelOnWrite{match: " | hi\n", cancel: cancel}
+	var ferr bytes.Buffer
+	if code := run(fctx, []string{"logs", "-f", "-n", "1", id}, follow, &ferr, env); code != exitOK || ferr.Len() > 0 {
+		t.Fatalf("logs -f, interrupted: exit %d, stderr %q", code, ferr.String())
+	}
 	if out := must("get", "services"); !strings.Contains(out, id) {
 		t.Fatalf("get services does not list %s:\n%s", id, out)
 	}

@@ -2,11 +2,12 @@ package main
 
 // usageLines is the one-line synopsis printed under a usage error.
 var usageLines = map[string]string{
-	"":        "usage: gdpm-client [-addr URL] [-token TOKEN] [-o table|json] get|create|update|delete|events|version|help ...",
+	"":        "usage: gdpm-client [-addr URL] [-token TOKEN] [-o table|json] get|create|update|delete|logs|events|version|help ...",
 	"get":     "usage: gdpm-client get nodes | get node ID | get services | get service ID",
 	"create":  "usage: gdpm-client create [-r N] [-e KEY=VAL]... [-dir DIR] [-restart always|on-failure|never] [-stop-timeout D] [--] COMMAND...",
 	"update":  "usage: gdpm-client update -r N ID",
 	"delete":  "usage: gdpm-client delete ID",
+	"logs":    "usage: gdpm-client logs [-f] [-n N] [-instance ID] SERVICE",
 	"events":  "usage: gdpm-client events [-since REVISION]",
 	"version": "usage: gdpm-client version",
 	"help":    "usage: gdpm-client help [VERB]",
@@ -36,6 +37,7 @@ Verbs:
   create [flags] COMMAND... start a service running COMMAND; prints its ID
   update -r N ID            scale service ID to N instances
   delete ID                 stop every instance of service ID and remove it
+  logs [-f] [-n N] SERVICE  print the service's output; -f follows it
   events [-since REVISION]  follow the cluster's events until interrupted
   version                   print the gdpm version (no network)
   help [VERB]               print help for VERB, as "VERB -h" does
@@ -45,12 +47,14 @@ Flags may come before or after the other words: "update ID -r 2" is
 "update -r 2 ID". Every word after "--" is an argument, never a flag.
 
 Exit status: 0 done, 1 the request failed (the message says why),
-2 bad command line, 130 interrupted.
+2 bad command line, 130 interrupted ("logs -f" exits 0: an interrupt is
+how it ends).
 
 Examples:
   gdpm-client get nodes
   gdpm-client create -r 3 -e PORT=8080 -- python3 -u /srv/app.py --port 8080
   gdpm-client update 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c -r 5
+  gdpm-client logs -f 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
   GDPM_ADDR=http://master:8989 gdpm-client -o json get services
 `,
 
@@ -120,8 +124,46 @@ Examples:
 Stop every instance of service ID and remove the service.
 
 ` + globalFlags + `
-Example:
+Examples:
   gdpm-client delete 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
+  gdpm-client delete -o json 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
+`,
+
+	"logs": `Usage:
+  gdpm-client logs [-f] [-n N] [-instance ID] SERVICE
+
+Print what the instances of service SERVICE (its ID) wrote to stdout and
+stderr: the last lines, then with -f the new lines as they are written.
+
+Flags:
+  -f                follow: keep printing new lines until interrupted
+                    (Ctrl-C), which exits 0
+  -n N              print the last N lines of each instance's stdout and
+                    of its stderr first (default 100); with -n 0 none, so
+                    "-f -n 0" prints only new lines
+  -instance ID      only instance ID (the INSTANCE column of
+                    "get service SERVICE")
+
+One line a log line: the instance, "|" for a line written to stdout or "!"
+for stderr, then the line:
+  04c18ab53747 | listening on :8080
+  04c18ab53747 ! warning: cache is cold
+Lines come in order for each instance and stream; the last lines come
+instance by instance and stream by stream, not interleaved by time.
+Control characters other than tab are shown escaped (ESC as \x1b).
+Instances still pending have no logs. With -f, logs follows the instances
+placed when it starts; should the master end the stream (it stopped, or
+no such instance is left on a live node), logs says so and exits 1.
+
+With -o json each line is one JSON object on its own line, as the API's
+GET /service/ID/logs sends it: Service, Instance, Node, Stream and Line.
+
+` + globalFlags + `
+Examples:
+  gdpm-client logs 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
+  gdpm-client logs -f -n 0 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
+  gdpm-client logs -n 20 -instance 04c18ab53747 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
+  gdpm-client logs -o json 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c | jq -r 'select(.Stream == "stderr") | .Line'
 `,
 
 	"events": `Usage:

@@ -25,6 +25,7 @@ const (
 	kindUpdate
 	kindDelete
 	kindEvents
+	kindLogs
 )
 
 // Output formats for -o.
@@ -41,10 +42,11 @@ type command struct {
 	Addr   string
 	Token  string
 	Output string // outTable or outJSON
-	ID     string // get node/service, update, delete
+	ID     string // get node/service, update, delete, logs
 	N      int    // update: instances wanted
 	Since  int64  // events: resume after this revision (0: from now)
 	Create gdpm.CreateRequest
+	Logs   gdpm.LogsOptions
 }
 
 // usageError is a command line that cannot run: run prints it with the
@@ -64,7 +66,7 @@ func usagef(topic, format string, args ...any) *usageError {
 // they can come before the verb, between positional words or after them;
 // verbs lists where a flag applies (nil: every verb).
 type flagDef struct {
-	value bool // takes a value: -name V or -name=V
+	value bool // takes a value: -name V or -name=V; otherwise a switch, -name or -name=BOOL
 	verbs []string
 }
 
@@ -80,15 +82,19 @@ var flagDefs = map[string]flagDef{
 	"restart":      {value: true, verbs: []string{"create"}},
 	"stop-timeout": {value: true, verbs: []string{"create"}},
 	"since":        {value: true, verbs: []string{"events"}},
+	"f":            {verbs: []string{"logs"}},
+	"n":            {value: true, verbs: []string{"logs"}},
+	"instance":     {value: true, verbs: []string{"logs"}},
 }
 
-var verbs = []string{"get", "create", "update", "delete", "events", "version", "help"}
+var verbs = []string{"get", "create", "update", "delete", "logs", "events", "version", "help"}
 
 type flagValue struct {
 	name, value string
 }
 
-// words is a command line split into flags and positional words.
+// words is a command line split into flags and positional words. A switch
+// other than -h is a flag with the value "true" or "false".
 type words struct {
 	pos   []string
 	flags []flagValue
@@ -131,7 +137,11 @@ func split(args []string) words {
 					fail("flag -%s takes no value, got %q", name, value)
 				}
 			}
-			w.help = w.help || on
+			if name == "h" || name == "help" {
+				w.help = w.help || on
+			} else {
+				w.flags = append(w.flags, flagValue{name, strconv.FormatBool(on)})
+			}
 		case hasValue:
 			w.flags = append(w.flags, flagValue{name, value})
 		case i+1 < len(args):
@@ -213,6 +223,15 @@ func parse(args []string, getenv func(string) string) (command, error) {
 			}
 		case "since":
 			cmd.Since, err = parseSince(f.value)
+		case "f":
+			cmd.Logs.Follow = f.value == "true"
+		case "n":
+			cmd.Logs.Tail, err = parseTail(f.value)
+		case "instance":
+			if strings.TrimSpace(f.value) == "" {
+				err = usagef(verb, "-instance ID is empty")
+			}
+			cmd.Logs.Instance = f.value
 		case "stop-timeout":
 			var d time.Duration
 			d, err = parseTimeout(verb, f.value)
@@ -270,6 +289,11 @@ func parse(args []string, getenv func(string) string) (command, error) {
 			return command{}, usagef(verb, "missing -r N: the number of instances to scale to")
 		}
 		cmd.Kind = kindUpdate
+		if err := oneID(&cmd, args, "service"); err != nil {
+			return command{}, err
+		}
+	case "logs":
+		cmd.Kind = kindLogs
 		if err := oneID(&cmd, args, "service"); err != nil {
 			return command{}, err
 		}
@@ -342,6 +366,19 @@ func parseSince(s string) (int64, *usageError) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 {
 		return 0, usagef("events", "-since must be an event Revision (a whole number, 0 or more), got %q", s)
+	}
+	return n, nil
+}
+
+// parseTail reads logs' -n: N lines, 0 none. LogsOptions.Tail says none
+// with a negative number, 0 being the master's default.
+func parseTail(s string) (int, *usageError) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, usagef("logs", "-n must be a whole number of lines, 0 or more, got %q", s)
+	}
+	if n == 0 {
+		return -1, nil
 	}
 	return n, nil
 }

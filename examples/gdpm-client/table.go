@@ -176,6 +176,21 @@ func renderEvent(w io.Writer, ev gdpm.Event, loc *time.Location) error {
 	return err
 }
 
+// renderLogLine prints one line of "logs": the instance, "|" when it wrote
+// the line to stdout or "!" to stderr, then the line.
+func renderLogLine(w io.Writer, l gdpm.LogLine) error {
+	prefix := cell(l.Instance) + " |"
+	if l.Stream == gdpm.Stderr {
+		prefix = cell(l.Instance) + " !"
+	}
+	if l.Line == "" {
+		_, err := fmt.Fprintln(w, prefix)
+		return err
+	}
+	_, err := fmt.Fprintln(w, prefix, logText(l.Line))
+	return err
+}
+
 // at is s[i], or def when the server sent arrays of different lengths.
 func at[T any](s []T, i int, def T) T {
 	if i < len(s) {
@@ -227,13 +242,22 @@ func orDash(s string) string {
 // cell makes server text safe for one table cell: control characters (a
 // newline or tab in a command, a terminal escape sequence) are shown
 // escaped instead of breaking the table or the terminal.
-func cell(s string) string {
-	if !strings.ContainsFunc(s, unicode.IsControl) {
+func cell(s string) string { return escape(s, unicode.IsControl) }
+
+// logText makes a log line safe for a terminal as cell does, but keeps
+// its tabs: they are common in logs and break no line.
+func logText(s string) string {
+	return escape(s, func(r rune) bool { return r != '\t' && unicode.IsControl(r) })
+}
+
+// escape shows the runes of s for which control is true as Go escapes.
+func escape(s string, control func(rune) bool) string {
+	if !strings.ContainsFunc(s, control) {
 		return s
 	}
 	var b strings.Builder
 	for _, r := range s {
-		if unicode.IsControl(r) {
+		if control(r) {
 			q := strconv.QuoteRune(r)
 			b.WriteString(q[1 : len(q)-1])
 			continue

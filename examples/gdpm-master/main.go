@@ -10,23 +10,20 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
 	"github.com/capy-pl/gdpm"
+	"github.com/capy-pl/gdpm/examples/internal/cmdutil"
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "gdpm-master:", err)
-		os.Exit(1)
-	}
+	os.Exit(cmdutil.ExitStatus(os.Stderr, "gdpm-master", run(os.Args[1:])))
 }
 
-func run() error {
+func run(args []string) error {
 	fs := flag.NewFlagSet("gdpm-master", flag.ContinueOnError)
 	httpAddr := fs.String("http", gdpm.DefaultHTTPAddr, "HTTP API listen `address`")
 	tcpAddr := fs.String("tcp", gdpm.DefaultTCPAddr, "slave registration listen `address`")
@@ -38,40 +35,33 @@ func run() error {
 	dev := fs.Bool("dev", false, "development cluster: embedded etcd in a temporary dir plus one slave in this process")
 	leaseTTL := fs.Duration("lease-ttl", gdpm.DefaultLeaseTTL, "slave liveness lease")
 	electionTTL := fs.Duration("election-ttl", gdpm.DefaultElectionTTL, "how long a dead leader holds the scheduler before a standby master takes over")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logFlags := cmdutil.AddLogFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: gdpm-master [flags]\n\nexample: gdpm-master -dev\n\nflags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
-		os.Exit(2)
+	if err := cmdutil.Parse(fs, args); err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q (see -h)", fs.Args())
+	if *etcdURLs != "" && (*embedDir != "" || *dev) {
+		return cmdutil.Usagef("-etcd cannot be combined with -embed-etcd or -dev")
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("-log-level: %v", err)
+	if *etcdURLs == "" && *embedDir == "" && !*dev {
+		return cmdutil.Usagef("no etcd: give -etcd URLs, -embed-etcd DIR or -dev")
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := logFlags.Logger(os.Stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	var endpoints []string
-	switch {
-	case *etcdURLs != "" && (*embedDir != "" || *dev):
-		return fmt.Errorf("-etcd cannot be combined with -embed-etcd or -dev")
-	case *etcdURLs != "":
+	if *etcdURLs != "" {
 		for _, u := range strings.Split(*etcdURLs, ",") {
 			if u = strings.TrimSpace(u); u != "" {
 				endpoints = append(endpoints, u)
 			}
 		}
-	case *embedDir != "" || *dev:
+	} else {
 		cfg := gdpm.EmbeddedEtcdConfig{Dir: *embedDir, ClientAddr: *etcdListen}
 		if *dev && *embedDir == "" {
 			cfg.ClientAddr = "127.0.0.1:0"
@@ -83,8 +73,6 @@ func run() error {
 		defer etcd.Close()
 		endpoints = etcd.Endpoints()
 		log.Info("embedded etcd ready", "endpoints", endpoints, "dir", cfg.Dir)
-	default:
-		return fmt.Errorf("no etcd: give -etcd URLs, -embed-etcd DIR or -dev")
 	}
 
 	m, err := gdpm.NewMaster(gdpm.MasterConfig{
@@ -98,10 +86,15 @@ func run() error {
 		return err
 	}
 	defer m.Close()
-	fmt.Fprintf(os.Stderr, "gdpm-master: API on http://%s, registration on %s\n", m.HTTPAddr(), m.TCPAddr())
+	// Where it serves is shown whatever the log level: scripts wait for it.
+	if logFlags.Format == cmdutil.FormatJSON {
+		cmdutil.Notice(log, "serving", "api", "http://"+m.HTTPAddr(), "registration", m.TCPAddr())
+	} else {
+		fmt.Fprintf(os.Stderr, "gdpm-master: API on http://%s, registration on %s\n", m.HTTPAddr(), m.TCPAddr())
+	}
 
 	if *dev {
-		s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{m.TCPAddr()}, Token: *token, Logger: log.With("component", "slave")})
+		s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{m.TCPAddr()}, Token: *token, LogAddr: "127.0.0.1:0", Logger: log.With("component", "slave")})
 		if err != nil {
 			return err
 		}

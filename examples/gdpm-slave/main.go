@@ -14,46 +14,39 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
 	"github.com/capy-pl/gdpm"
+	"github.com/capy-pl/gdpm/examples/internal/cmdutil"
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "gdpm-slave:", err)
-		os.Exit(1)
-	}
+	os.Exit(cmdutil.ExitStatus(os.Stderr, "gdpm-slave", run(os.Args[1:])))
 }
 
-func run() error {
+func run(args []string) error {
 	fs := flag.NewFlagSet("gdpm-slave", flag.ContinueOnError)
 	masters := fs.String("master", gdpm.DefaultTCPAddr, "master registration `HOST:PORT[,HOST:PORT...]`")
 	data := fs.String("data", "", "data `DIR` for the node id and logs (default: a temporary dir)")
 	token := fs.String("token", os.Getenv("GDPM_TOKEN"), "cluster `token` (env GDPM_TOKEN)")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logsAddr := fs.String("logs-addr", ":0", "`HOST:PORT` to serve instance logs to the masters on (token-protected; an unspecified host is advertised as the address that reaches the master)")
+	logMaxMB := fs.Int64("log-max-size", gdpm.DefaultLogMaxSize>>20, "rotate an instance's stdout or stderr file at this many `MiB`")
+	logFiles := fs.Int("log-max-files", gdpm.DefaultLogMaxFiles, "files kept per instance stream, the current one included")
+	logFlags := cmdutil.AddLogFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: gdpm-slave [flags]\n\nexample: gdpm-slave -master 127.0.0.1:8888 -data ./slave1\n\nflags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
-		os.Exit(2)
+	if err := cmdutil.Parse(fs, args); err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q (see -h)", fs.Args())
+	if *logMaxMB < 1 || *logFiles < 1 {
+		return cmdutil.Usagef("-log-max-size and -log-max-files must be at least 1")
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("-log-level: %v", err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := logFlags.Logger(os.Stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -62,6 +55,10 @@ func run() error {
 		DataDir: *data,
 		Token:   *token,
 		Logger:  log,
+		LogAddr: *logsAddr,
+		// Instance logs: at most LogMaxFiles x LogMaxSize per stream.
+		LogMaxSize:  *logMaxMB << 20,
+		LogMaxFiles: *logFiles,
 		// This process runs nothing but the slave, so it can adopt and
 		// reap what the instances orphan.
 		Subreaper: true,
