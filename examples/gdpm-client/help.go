@@ -153,7 +153,7 @@ instance by instance and stream by stream, not interleaved by time.
 Control characters other than tab are shown escaped (ESC as \x1b).
 Instances still pending have no logs. With -f, logs follows the instances
 placed when it starts; should the master end the stream (it stopped, or
-no such instance is left on a live node), logs says so and exits 1.
+every slave it read from closed), logs says so and exits 1.
 
 With -o json each line is one JSON object on its own line, as the API's
 GET /service/ID/logs sends it: Service, Instance, Node, Stream and Line.
