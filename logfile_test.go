@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A writer far over the cap keeps every file within it, keeps LogMaxFiles
@@ -114,5 +115,42 @@ func TestLogCursorMissingFile(t *testing.T) {
 	defer c.Close()
 	if err := c.poll(func([]byte) { t.Error("emitted a line") }); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The sweep removes the old logs of instances that no longer run here, and
+// nothing else.
+func TestSweepLogDirRemovesOnlyOldLogsOfGoneInstances(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	old := now.Add(-48 * time.Hour)
+	files := map[string]time.Time{
+		"gone/a.stdout":   old, // gone service, old: removed
+		"gone/a.stderr.1": old,
+		"live/b.stdout":   old, // runs here: kept however old
+		"live/b.stderr.2": old,
+		"live/c.stdout":   now, // gone but written recently: kept
+		"live/notes.txt":  old, // not a log file: kept
+	}
+	for name, mt := range files {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte("x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(p, mt, mt)
+	}
+	active := func(svc, inst string) bool { return svc == "live" && inst == "b" }
+	if n := sweepLogDir(dir, 24*time.Hour, now, active); n != 2 {
+		t.Errorf("removed %d files, want 2", n)
+	}
+	for name := range files {
+		_, err := os.Stat(filepath.Join(dir, name))
+		if gone := strings.HasPrefix(name, "gone/"); gone != os.IsNotExist(err) {
+			t.Errorf("%s: stat err %v (should be removed: %v)", name, err, gone)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "gone")); !os.IsNotExist(err) {
+		t.Errorf("the emptied service dir is still there: %v", err)
 	}
 }

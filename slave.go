@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -61,6 +62,11 @@ type SlaveConfig struct {
 	// DefaultLogMaxFiles (3).
 	LogMaxSize  int64
 	LogMaxFiles int
+	// LogRetention is how long the logs of an instance that no longer
+	// runs on this slave (deleted, scaled down, moved) are kept after
+	// their last write; the slave looks every hour. Default
+	// DefaultLogRetention (24h); negative keeps them forever.
+	LogRetention time.Duration
 }
 
 func (c SlaveConfig) withDefaults() (SlaveConfig, error) {
@@ -84,6 +90,7 @@ func (c SlaveConfig) withDefaults() (SlaveConfig, error) {
 	}
 	c.LogMaxSize = orDefault(c.LogMaxSize, DefaultLogMaxSize)
 	c.LogMaxFiles = orDefault(c.LogMaxFiles, DefaultLogMaxFiles)
+	c.LogRetention = orDefault(c.LogRetention, DefaultLogRetention)
 	c.RetryMax = orDefault(c.RetryMax, 2*time.Second)
 	c.RequestTimeout = orDefault(c.RequestTimeout, DefaultRequestTimeout)
 	if c.Logger == nil {
@@ -98,8 +105,9 @@ type Slave struct {
 	cfg    SlaveConfig
 	log    *slog.Logger
 	tmpDir string
-	groups *groupTracker // set by Start
-	logs   *logServer    // set by Start
+	groups *groupTracker              // set by Start
+	logs   *logServer                 // set by Start
+	sup    atomic.Pointer[supervisor] // the session's; nil between sessions
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -167,6 +175,11 @@ func (s *Slave) Start(ctx context.Context) error {
 	s.started = true
 	go func() {
 		defer close(s.done)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		if s.cfg.LogRetention > 0 {
+			wg.Go(func() { s.sweepLogs(runCtx) })
+		}
 		s.run(runCtx)
 	}()
 	return nil
@@ -230,6 +243,27 @@ func (s *Slave) removeTmpDir() {
 }
 
 func (s *Slave) nodeIDFile() string { return filepath.Join(s.cfg.DataDir, "node-id") }
+
+// sweepLogs removes expired logs a minute after the start (once the
+// slave has registered) and then every logSweepInterval, until ctx ends.
+// It skips a round between sessions, when nothing can tell what runs.
+func (s *Slave) sweepLogs(ctx context.Context) {
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if sup := s.sup.Load(); sup != nil {
+			if n := sweepLogDir(s.logDir(), s.cfg.LogRetention, time.Now(), sup.has); n > 0 {
+				s.log.Info("removed expired instance logs", "files", n)
+			}
+		}
+		t.Reset(logSweepInterval)
+	}
+}
 
 // logDir holds the instances' logs: logDir/SERVICE/INSTANCE.stdout|stderr.
 func (s *Slave) logDir() string { return filepath.Join(s.cfg.DataDir, "logs") }
@@ -399,6 +433,8 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 	defer wcancel()
 
 	sup := newSupervisor(s, node.ID, sw)
+	s.sup.Store(sup)
+	defer s.sup.Store(nil)
 	err = s.follow(sctx, cli, k, node.ID, sup)
 	if ctx.Err() != nil {
 		// Closing: mark the node draining, so that the scheduler places

@@ -64,6 +64,16 @@ func (sup *supervisor) syncLocked() {
 	}
 }
 
+// has reports whether svc/inst runs (or is stopping) here.
+func (sup *supervisor) has(svc, inst string) bool {
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	key := svc + "/" + inst
+	_, running := sup.running[key]
+	_, stopping := sup.stopping[key]
+	return running || stopping
+}
+
 func (sup *supervisor) stop(key string, r *runner) {
 	defer sup.wg.Done()
 	r.Stop(context.Background())

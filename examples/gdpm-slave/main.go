@@ -35,6 +35,7 @@ func run(args []string) error {
 	logsAddr := fs.String("logs-addr", ":0", "`HOST:PORT` to serve instance logs to the masters on (token-protected; an unspecified host is advertised as the address that reaches the master)")
 	logMaxMB := fs.Int64("log-max-size", gdpm.DefaultLogMaxSize>>20, "rotate an instance's stdout or stderr file at this many `MiB`")
 	logFiles := fs.Int("log-max-files", gdpm.DefaultLogMaxFiles, "files kept per instance stream, the current one included")
+	logKeep := fs.Duration("log-retention", gdpm.DefaultLogRetention, "keep the logs of an instance that no longer runs here this long after their last write (negative: forever)")
 	logFlags := cmdutil.AddLogFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: gdpm-slave [flags]\n\nexample: gdpm-slave -master 127.0.0.1:8888 -data ./slave1\n\nflags:\n")
@@ -57,8 +58,9 @@ func run(args []string) error {
 		Logger:  log,
 		LogAddr: *logsAddr,
 		// Instance logs: at most LogMaxFiles x LogMaxSize per stream.
-		LogMaxSize:  *logMaxMB << 20,
-		LogMaxFiles: *logFiles,
+		LogMaxSize:   *logMaxMB << 20,
+		LogMaxFiles:  *logFiles,
+		LogRetention: *logKeep,
 		// This process runs nothing but the slave, so it can adopt and
 		// reap what the instances orphan.
 		Subreaper: true,
