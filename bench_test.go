@@ -281,8 +281,8 @@ func BenchmarkFootprint(b *testing.B) {
 		time.Sleep(500 * time.Millisecond) // let status batches and GC settle
 		b.ReportMetric(procStatus(b, sp.cmd.Process.Pid, "VmRSS")/1024, "slave-MB")
 		b.ReportMetric(procStatus(b, mp.cmd.Process.Pid, "VmRSS")/1024, "master-MB")
-		// A goroutine blocked in wait4 holds an OS thread: the slave's
-		// thread count shows how much of its RSS is thread stacks.
+		// Threads show whether anything blocks one per instance (a wait
+		// per process did, before the epoll loop).
 		b.ReportMetric(procStatus(b, sp.cmd.Process.Pid, "Threads"), "slave-threads")
 		b.ReportMetric(float64(n), "instances")
 		b.StopTimer()
