@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -229,6 +230,30 @@ func TestEtcdDownAnswers503NotAHang(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "unavailable") {
 			t.Errorf("%s %s with etcd down: %d %s, want 503", r.method, r.path, resp.StatusCode, body)
+		}
+	}
+}
+
+// Bad slave configs are refused by NewSlave with ErrInvalidConfig.
+func TestBadSlaveConfigsAreRefused(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  gdpm.SlaveConfig
+	}{
+		{"master address without port", gdpm.SlaveConfig{Masters: []string{"nope"}}},
+		{"log address without port", gdpm.SlaveConfig{LogAddr: "nope", Token: "t"}},
+		{"logs beyond loopback without a token", gdpm.SlaveConfig{LogAddr: ":0"}},
+		{"negative log size", gdpm.SlaveConfig{LogMaxSize: -1}},
+		{"negative log files", gdpm.SlaveConfig{LogMaxFiles: -1}},
+	} {
+		if _, err := gdpm.NewSlave(tt.cfg); !errors.Is(err, gdpm.ErrInvalidConfig) {
+			t.Errorf("%s: NewSlave = %v, want ErrInvalidConfig", tt.name, err)
+		}
+	}
+	// A token allows any address, and no address means loopback.
+	for _, cfg := range []gdpm.SlaveConfig{{LogAddr: ":0", Token: "t"}, {}} {
+		if _, err := gdpm.NewSlave(cfg); err != nil {
+			t.Errorf("NewSlave(%+v) = %v", cfg, err)
 		}
 	}
 }

@@ -53,8 +53,9 @@ type SlaveConfig struct {
 	// LogAddr is where the slave serves its instances' logs to the
 	// masters (HOST:PORT, authenticated with Token); the address goes in
 	// its node record. An unspecified host is advertised as the address
-	// this host used to reach the master. Default ":0": every interface,
-	// any free port.
+	// this host used to reach the master. Default ":0" (every interface,
+	// any free port) with a Token; without one, as the master, loopback
+	// only: "127.0.0.1:0", and any other address is refused.
 	LogAddr string
 	// LogMaxSize is the size at which an instance's stdout or stderr file
 	// is rotated; LogMaxFiles how many files each stream keeps, the
@@ -81,9 +82,17 @@ func (c SlaveConfig) withDefaults() (SlaveConfig, error) {
 	if c.Hostname == "" {
 		c.Hostname = hostname()
 	}
-	c.LogAddr = orDefault(c.LogAddr, ":0")
+	if c.LogAddr == "" {
+		c.LogAddr = ":0"
+		if c.Token == "" {
+			c.LogAddr = "127.0.0.1:0"
+		}
+	}
 	if _, _, err := net.SplitHostPort(c.LogAddr); err != nil {
 		return c, fmt.Errorf("%w: log address %q: %v", ErrInvalidConfig, c.LogAddr, err)
+	}
+	if c.Token == "" && !isLoopback(c.LogAddr) {
+		return c, fmt.Errorf("%w: without a token the slave serves logs on loopback only; set a token to listen on %q", ErrInvalidConfig, c.LogAddr)
 	}
 	if c.LogMaxSize < 0 || c.LogMaxFiles < 0 {
 		return c, fmt.Errorf("%w: LogMaxSize and LogMaxFiles must not be negative", ErrInvalidConfig)

@@ -32,7 +32,7 @@ func run(args []string) error {
 	masters := fs.String("master", gdpm.DefaultTCPAddr, "master registration `HOST:PORT[,HOST:PORT...]`")
 	data := fs.String("data", "", "data `DIR` for the node id and logs (default: a temporary dir)")
 	token := fs.String("token", os.Getenv("GDPM_TOKEN"), "cluster `token` (env GDPM_TOKEN)")
-	logsAddr := fs.String("logs-addr", ":0", "`HOST:PORT` to serve instance logs to the masters on (token-protected; an unspecified host is advertised as the address that reaches the master)")
+	logsAddr := fs.String("logs-addr", "", "`HOST:PORT` to serve instance logs to the masters on, token-protected; an unspecified host is advertised as the address that reaches the master (default \":0\" with a token, \"127.0.0.1:0\" without)")
 	logMaxMB := fs.Int64("log-max-size", gdpm.DefaultLogMaxSize>>20, "rotate an instance's stdout or stderr file at this many `MiB`")
 	logFiles := fs.Int("log-max-files", gdpm.DefaultLogMaxFiles, "files kept per instance stream, the current one included")
 	logKeep := fs.Duration("log-retention", gdpm.DefaultLogRetention, "keep the logs of an instance that no longer runs here this long after their last write (negative: forever)")
