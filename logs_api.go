@@ -3,6 +3,7 @@ package gdpm
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/julienschmidt/httprouter"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // GET /service/:id/logs: the master finds the nodes the service's
@@ -47,7 +49,8 @@ func (m *Master) handleServiceLogs(w http.ResponseWriter, r *http.Request, p htt
 		m.fail(w, r, fmt.Errorf("gdpm: logs: master not started: %w", ErrUnavailable))
 		return
 	}
-	sources, err := m.logSources(r, p.ByName("id"), lq.instances)
+	svc := p.ByName("id")
+	sources, rev, err := m.logSources(r, svc, lq.instances)
 	if err != nil {
 		m.fail(w, r, err)
 		return
@@ -59,13 +62,7 @@ func (m *Master) handleServiceLogs(w http.ResponseWriter, r *http.Request, p htt
 	// Open every node's stream before answering, so that an unreachable
 	// node is an error status, not a stream that silently lacks it.
 	bodies := make([]io.ReadCloser, len(sources))
-	defer func() {
-		for _, b := range bodies {
-			if b != nil {
-				b.Close()
-			}
-		}
-	}()
+	defer closeAll(bodies)
 	var wg sync.WaitGroup
 	errs := make([]error, len(sources))
 	for i, src := range sources {
@@ -78,8 +75,185 @@ func (m *Master) handleServiceLogs(w http.ResponseWriter, r *http.Request, p htt
 			return
 		}
 	}
-	m.copyLogStreams(ctx, w, bodies, lq.follow)
+	out := newLogRelay(w)
+	if !lq.follow {
+		for _, b := range bodies {
+			if !out.copy(b) {
+				return
+			}
+		}
+		return
+	}
+	for i, b := range bodies {
+		out.add(b, pairsOf(sources[i]))
+	}
+	m.followPlacements(ctx, svc, lq, rev, out)
+	// Closing the streams ends their relays.
+	cancel()
+	out.closeStreams()
+	out.wait()
 }
+
+// followPlacements opens a stream for every instance placed on a node
+// after revision rev (a scale-up, a move off a lost or draining node), so
+// that a follow goes on wherever the service runs, and sends a heartbeat
+// while nothing else is sent. It returns when ctx ends or the watch fails.
+func (m *Master) followPlacements(ctx context.Context, svc string, lq logQuery, rev int64, out *logRelay) {
+	wch := m.cli.Watch(clientv3.WithRequireLeader(ctx), m.k.assignAll(), clientv3.WithPrefix(),
+		clientv3.WithFilterDelete(), clientv3.WithRev(rev+1))
+	heartbeat := time.NewTicker(logHeartbeat)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-heartbeat.C:
+			if !out.send([]byte("\n")) {
+				return
+			}
+		case wr, ok := <-wch:
+			if !ok || wr.Err() != nil {
+				return
+			}
+			for _, ev := range wr.Events {
+				node, s, inst, ok := m.k.splitAssign(string(ev.Kv.Key))
+				if !ok || s != svc || len(lq.instances) > 0 && inst != lq.instances[0] || out.following(node+"/"+inst) {
+					continue
+				}
+				src := logSource{node: node, service: svc, instances: []string{inst}}
+				if src.addr, ok = m.nodeLogAddr(ctx, node); !ok {
+					continue
+				}
+				b, err := m.openNodeLogs(ctx, src, lq)
+				if err != nil {
+					m.log.Warn("logs: cannot follow a new instance", "service", svc, "instance", inst, "err", err)
+					continue
+				}
+				out.add(b, pairsOf(src))
+			}
+		}
+	}
+}
+
+// nodeLogAddr reads where node serves its logs.
+func (m *Master) nodeLogAddr(ctx context.Context, node string) (string, bool) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
+	defer cancel()
+	resp, err := m.cli.Get(ctx, m.k.node(node))
+	if err != nil || len(resp.Kvs) == 0 {
+		return "", false
+	}
+	var n Node
+	if json.Unmarshal(resp.Kvs[0].Value, &n) != nil || n.LogAddr == "" {
+		return "", false
+	}
+	return n.LogAddr, true
+}
+
+func pairsOf(src logSource) []string {
+	pairs := make([]string, len(src.instances))
+	for i, inst := range src.instances {
+		pairs[i] = src.node + "/" + inst
+	}
+	return pairs
+}
+
+// logRelay writes the lines of several node streams to one response, one
+// line at a time.
+type logRelay struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+
+	mu      sync.Mutex
+	broken  bool
+	streams map[io.ReadCloser][]string // open follow streams -> node/instance pairs
+	pairs   map[string]bool
+	wg      sync.WaitGroup
+}
+
+func newLogRelay(w http.ResponseWriter) *logRelay {
+	h := w.Header()
+	h.Set("Content-Type", "application/x-ndjson")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	out := &logRelay{w: w, rc: http.NewResponseController(w), streams: map[io.ReadCloser][]string{}, pairs: map[string]bool{}}
+	out.flush()
+	return out
+}
+
+func (o *logRelay) flush() {
+	o.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	if o.rc.Flush() != nil {
+		o.broken = true
+	}
+}
+
+// send writes one line (with its newline) and flushes it.
+func (o *logRelay) send(line []byte) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.broken {
+		return false
+	}
+	o.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	if _, err := o.w.Write(line); err != nil {
+		o.broken = true
+		return false
+	}
+	o.flush()
+	return !o.broken
+}
+
+// copy relays body to its end; false once the client is gone.
+func (o *logRelay) copy(body io.Reader) bool {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, 64<<10), 8*MaxLogLine)
+	for sc.Scan() {
+		if !o.send(append(sc.Bytes(), '\n')) {
+			return false
+		}
+	}
+	return true
+}
+
+// add relays a follow stream on its own goroutine until it ends; pairs
+// are the node/instance pairs it carries, followed while it lasts.
+func (o *logRelay) add(body io.ReadCloser, pairs []string) {
+	o.mu.Lock()
+	o.streams[body] = pairs
+	for _, p := range pairs {
+		o.pairs[p] = true
+	}
+	o.mu.Unlock()
+	o.wg.Go(func() {
+		o.copy(body)
+		body.Close()
+		o.mu.Lock()
+		for _, p := range o.streams[body] {
+			delete(o.pairs, p)
+		}
+		delete(o.streams, body)
+		o.mu.Unlock()
+	})
+}
+
+// following reports whether a stream carries node/instance pair.
+func (o *logRelay) following(pair string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.pairs[pair]
+}
+
+func (o *logRelay) closeStreams() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for b := range o.streams {
+		b.Close()
+	}
+}
+
+func (o *logRelay) wait() { o.wg.Wait() }
 
 // logSource is one node's part of a logs request.
 type logSource struct {
@@ -88,18 +262,18 @@ type logSource struct {
 }
 
 // logSources resolves the service's instances (or the one asked for) to
-// the nodes they are placed on, in node order; pending instances have no
-// logs yet.
-func (m *Master) logSources(r *http.Request, svc string, only []string) ([]logSource, error) {
+// the nodes they are placed on, in node order, at the returned revision;
+// pending instances have no logs yet.
+func (m *Master) logSources(r *http.Request, svc string, only []string) ([]logSource, int64, error) {
 	ctx, cancel := m.etcdCtx(r)
 	defer cancel()
 	s, _, rev, err := m.getService(ctx, svc)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	t, err := m.readInstances(ctx, rev, s.ID)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	byNode := map[string][]string{}
 	for inst, node := range t.where[s.ID] {
@@ -112,15 +286,15 @@ func (m *Master) logSources(r *http.Request, svc string, only []string) ([]logSo
 	}
 	if len(only) > 0 {
 		if _, ok := t.where[s.ID][only[0]]; !ok {
-			return nil, fmt.Errorf("service %q has no instance %q: %w", s.ID, only[0], ErrNotFound)
+			return nil, 0, fmt.Errorf("service %q has no instance %q: %w", s.ID, only[0], ErrNotFound)
 		}
 	}
 	if len(byNode) == 0 {
-		return nil, nil
+		return nil, rev, nil
 	}
 	nodes, _, err := m.readNodes(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var out []logSource
 	for _, n := range nodes {
@@ -129,12 +303,12 @@ func (m *Master) logSources(r *http.Request, svc string, only []string) ([]logSo
 			continue
 		}
 		if n.LogAddr == "" {
-			return nil, fmt.Errorf("node %s serves no logs (gdpm %s): %w", n.ID, n.Version, ErrUnavailable)
+			return nil, 0, fmt.Errorf("node %s serves no logs (gdpm %s): %w", n.ID, n.Version, ErrUnavailable)
 		}
 		slices.Sort(insts)
 		out = append(out, logSource{node: n.ID, addr: n.LogAddr, service: s.ID, instances: insts})
 	}
-	return out, nil
+	return out, rev, nil
 }
 
 // openNodeLogs asks one slave for its lines.
@@ -164,62 +338,6 @@ func (m *Master) openNodeLogs(ctx context.Context, src logSource, lq logQuery) (
 		return nil, fmt.Errorf("gdpm: logs of node %s: %s: %s: %w", src.node, resp.Status, b, ErrUnavailable)
 	}
 	return resp.Body, nil
-}
-
-// copyLogStreams writes the nodes' lines to w: one node after another when
-// the answer is finite (so each instance's lines stay together), all at
-// once as they come when following.
-func (m *Master) copyLogStreams(ctx context.Context, w http.ResponseWriter, bodies []io.ReadCloser, follow bool) {
-	rc := http.NewResponseController(w)
-	defer rc.SetWriteDeadline(time.Time{})
-	h := w.Header()
-	h.Set("Content-Type", "application/x-ndjson")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	if rc.Flush() != nil {
-		return
-	}
-	var mu sync.Mutex // one writer at a time
-	broken := false
-	send := func(line []byte) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if broken {
-			return false
-		}
-		rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-		_, err := w.Write(line)
-		if err == nil && follow {
-			err = rc.Flush()
-		}
-		broken = err != nil
-		return !broken
-	}
-	relay := func(body io.Reader) {
-		sc := bufio.NewScanner(body)
-		sc.Buffer(make([]byte, 0, 64<<10), 8*MaxLogLine)
-		for sc.Scan() {
-			if !send(append(sc.Bytes(), '\n')) {
-				return
-			}
-		}
-	}
-	if !follow {
-		for _, b := range bodies {
-			relay(b)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	for _, b := range bodies {
-		wg.Go(func() { relay(b) })
-	}
-	// The stream ends with the request, the master, or once every node's
-	// part has ended (their slaves went away).
-	stop := context.AfterFunc(ctx, func() { closeAll(bodies) })
-	defer stop()
-	wg.Wait()
 }
 
 func closeAll(bodies []io.ReadCloser) {

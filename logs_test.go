@@ -250,3 +250,41 @@ func TestLogsBadInput(t *testing.T) {
 		t.Errorf("pending instance has %d log lines", len(got))
 	}
 }
+
+// A follow goes on where the service goes: when its slave leaves, the
+// instance's lines come from the node it moved to, in the same stream.
+func TestLogsFollowMovesWithTheInstance(t *testing.T) {
+	c := newCluster(t, clusterOpts{slaves: 1})
+	id := c.create(linesCmd(1_000_000, "20ms"), 1)
+	c.waitRunning(id, 1)
+	first := c.slaves[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ls, err := c.client.Logs(ctx, id, gdpm.LogsOptions{Follow: true, Tail: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	next := func() gdpm.LogLine {
+		t.Helper()
+		l, err := ls.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	if l := next(); l.Node != first.NodeID() {
+		t.Fatalf("first line from node %s, want %s", l.Node, first.NodeID())
+	}
+	second := c.addSlave()
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.slaves = c.slaves[1:]
+	for {
+		if l := next(); l.Node == second.NodeID() {
+			t.Logf("after the move: %q from %s", l.Line, l.Node)
+			return
+		}
+	}
+}

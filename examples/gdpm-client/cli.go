@@ -226,7 +226,7 @@ func logs(ctx context.Context, c api, cmd command, w io.Writer) error {
 	case ctx.Err() != nil:
 		return nil // interrupted: the user has seen what they wanted
 	case errors.Is(err, io.EOF):
-		return errors.New("the master ended the log stream: it stopped, or every slave it read from closed")
+		return errors.New("the master ended the log stream: it stopped")
 	}
 	return err
 }

@@ -151,9 +151,10 @@ for stderr, then the line:
 Lines come in order for each instance and stream; the last lines come
 instance by instance and stream by stream, not interleaved by time.
 Control characters other than tab are shown escaped (ESC as \x1b).
-Instances still pending have no logs. With -f, logs follows the instances
-placed when it starts; should the master end the stream (it stopped, or
-every slave it read from closed), logs says so and exits 1.
+Instances still pending have no logs. With -f, logs follows the service
+wherever it runs: an instance placed later (a scale-up, a move off a node
+that left) joins with its own last N lines. Should the master end the
+stream (it stopped), logs says so and exits 1.
 
 With -o json each line is one JSON object on its own line, as the API's
 GET /service/ID/logs sends it: Service, Instance, Node, Stream and Line.
