@@ -88,9 +88,10 @@ func run(args []string) error {
 	defer m.Close()
 	// Where it serves is shown whatever the log level: scripts wait for it.
 	if logFlags.Format == cmdutil.FormatJSON {
-		cmdutil.Notice(log, "serving", "api", "http://"+m.HTTPAddr(), "registration", m.TCPAddr())
+		cmdutil.Notice(log, "serving", "api", "http://"+m.HTTPAddr(), "registration", m.TCPAddr(), "ui", "http://"+m.HTTPAddr()+"/ui/")
 	} else {
 		fmt.Fprintf(os.Stderr, "gdpm-master: API on http://%s, registration on %s\n", m.HTTPAddr(), m.TCPAddr())
+		fmt.Fprintf(os.Stderr, "gdpm-master: web interface on http://%s/ui/\n", m.HTTPAddr())
 	}
 
 	if *dev {
