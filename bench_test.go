@@ -72,7 +72,7 @@ func BenchmarkSchedulerPlacements(b *testing.B) {
 // processes run (as the slaves report them), next to starting n processes
 // straight from Go in the same run: the ratio is gdpm's overhead.
 func BenchmarkLaunch(b *testing.B) {
-	sizes := []struct{ n, slaves int }{{200, 1}, {1000, 4}}
+	sizes := []struct{ n, slaves int }{{200, 1}, {200, 4}, {1000, 1}, {1000, 4}}
 	if testing.Short() {
 		sizes = []struct{ n, slaves int }{{20, 1}, {40, 4}}
 	}

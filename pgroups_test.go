@@ -228,3 +228,32 @@ func TestSubreaperReapsOrphansOfInstanceGroupsOnly(t *testing.T) {
 		t.Error("subreaper flag still set after close")
 	}
 }
+
+// TestWatchdogKeepsUpWithThousandsOfGroups: adding and removing many
+// groups in any order stays cheap, so that the watchdog is never behind
+// when the slave closes (a string-cut set took 6-18 s for 1000 removals
+// and made Close give up on it).
+func TestWatchdogKeepsUpWithThousandsOfGroups(t *testing.T) {
+	wd, err := startWatchdog("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Above any pid_max: no such group exists, so nothing is killed.
+	const n, base = 3000, 4194305
+	var lines []string
+	for i := range n {
+		lines = append(lines, fmt.Sprintf("+ %d\n", base+i))
+	}
+	for i := n - 1; i >= 0; i-- { // the worst order for a string-cut set
+		lines = append(lines, fmt.Sprintf("- %d\n", base+i))
+	}
+	if err := wd.send(time.Now().Add(10*time.Second), lines...); err != nil {
+		t.Fatal(err)
+	}
+	if err := wd.close(); err != nil {
+		t.Fatal(err) // "did not exit on end of file" when it falls behind
+	}
+	if !wd.cmd.ProcessState.Success() {
+		t.Errorf("watchdog exited with %v", wd.cmd.ProcessState)
+	}
+}
