@@ -332,7 +332,35 @@ func (c *Client) Events(ctx context.Context, since int64) (*EventStream, error) 
 	if since > 0 {
 		query = url.Values{"since": {strconv.FormatInt(since, 10)}}
 	}
-	req, err := c.newRequest(ctx, http.MethodGet, apiPath("events"), query, nil)
+	st := ndjsonStream{what: "events", kind: "an event stream", end: "the master ended the stream"}
+	h, err := c.openNDJSON(ctx, &st, apiPath("events"), query, MaxResponseBytes)
+	if err != nil {
+		return nil, err
+	}
+	rev := since
+	if r, err := strconv.ParseInt(h.Get(RevisionHeader), 10, 64); err == nil {
+		rev = max(rev, r)
+	}
+	return &EventStream{st: st, rev: rev}, nil
+}
+
+// ndjsonStream reads an open newline-delimited JSON answer (GET /events,
+// GET /service/:id/logs): one value a line; empty lines, and lines that
+// start with ':', are heartbeats.
+type ndjsonStream struct {
+	what string // the errors' prefix: "events", "logs"
+	kind string // what the answer should have been: "an event stream"
+	end  string // what the end of the stream means
+	ctx  context.Context
+	body io.ReadCloser
+	sc   *bufio.Scanner
+}
+
+// openNDJSON sends GET path?query and opens st on the answer, which must
+// be application/x-ndjson with lines of at most maxLine bytes; it returns
+// the answer's header. Only ctx (and closing the body) ends the stream.
+func (c *Client) openNDJSON(ctx context.Context, st *ndjsonStream, path string, query url.Values, maxLine int) (http.Header, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, path, query, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -343,24 +371,41 @@ func (c *Client) Events(ctx context.Context, since int64) (*EventStream, error) 
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/x-ndjson" {
 		resp.Body.Close()
-		return nil, fmt.Errorf("gdpm: events: the answer is %q, not an event stream", mt)
+		return nil, fmt.Errorf("gdpm: %s: the answer is %q, not %s", st.what, mt, st.kind)
 	}
-	rev := since
-	if r, err := strconv.ParseInt(resp.Header.Get(RevisionHeader), 10, 64); err == nil {
-		rev = max(rev, r)
+	st.ctx, st.body = ctx, resp.Body
+	st.sc = bufio.NewScanner(resp.Body)
+	st.sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+	return resp.Header, nil
+}
+
+// next decodes the next value into v. At the end it returns the context's
+// error (wrapped) when ctx was cancelled, else one wrapping io.EOF.
+func (s *ndjsonStream) next(v any) error {
+	for s.sc.Scan() {
+		line := bytes.TrimSpace(s.sc.Bytes())
+		if len(line) == 0 || line[0] == ':' {
+			continue // a heartbeat
+		}
+		if err := json.Unmarshal(line, v); err != nil {
+			return fmt.Errorf("gdpm: %s: bad line %.60q: %w", s.what, line, err)
+		}
+		return nil
 	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), MaxResponseBytes)
-	return &EventStream{ctx: ctx, body: resp.Body, sc: sc, rev: rev}, nil
+	if err := s.ctx.Err(); err != nil {
+		return fmt.Errorf("gdpm: %s: %w", s.what, err)
+	}
+	if err := s.sc.Err(); err != nil {
+		return fmt.Errorf("gdpm: %s: %w", s.what, err)
+	}
+	return fmt.Errorf("gdpm: %s: %s: %w", s.what, s.end, io.EOF)
 }
 
 // EventStream is an open GET /events stream: Next reads its events in
 // order. It is not safe for concurrent use.
 type EventStream struct {
-	ctx  context.Context
-	body io.ReadCloser
-	sc   *bufio.Scanner
-	rev  int64
+	st  ndjsonStream
+	rev int64
 }
 
 // Next waits for the next event. Once the stream has ended it returns an
@@ -368,25 +413,12 @@ type EventStream struct {
 // io.EOF when the master ended the stream (it closed, or fell too far
 // behind); resume with Events(ctx, s.Revision()).
 func (s *EventStream) Next() (Event, error) {
-	for s.sc.Scan() {
-		line := bytes.TrimSpace(s.sc.Bytes())
-		if len(line) == 0 || line[0] == ':' {
-			continue // a heartbeat
-		}
-		var ev Event
-		if err := json.Unmarshal(line, &ev); err != nil {
-			return Event{}, fmt.Errorf("gdpm: events: bad line %.60q: %w", line, err)
-		}
-		s.rev = max(s.rev, ev.Revision)
-		return ev, nil
+	var ev Event
+	if err := s.st.next(&ev); err != nil {
+		return Event{}, err
 	}
-	if err := s.ctx.Err(); err != nil {
-		return Event{}, fmt.Errorf("gdpm: events: %w", err)
-	}
-	if err := s.sc.Err(); err != nil {
-		return Event{}, fmt.Errorf("gdpm: events: %w", err)
-	}
-	return Event{}, fmt.Errorf("gdpm: events: the master ended the stream: %w", io.EOF)
+	s.rev = max(s.rev, ev.Revision)
+	return ev, nil
 }
 
 // Revision is the revision of the last event read, or before the first
@@ -395,7 +427,7 @@ func (s *EventStream) Revision() int64 { return s.rev }
 
 // Close ends the stream; Next returns an error afterwards. Close may be
 // called while Next waits in another goroutine, to end the wait.
-func (s *EventStream) Close() error { return s.body.Close() }
+func (s *EventStream) Close() error { return s.st.body.Close() }
 
 // LogsOptions selects what Logs returns.
 type LogsOptions struct {
@@ -430,56 +462,30 @@ func (c *Client) Logs(ctx context.Context, service string, opts LogsOptions) (*L
 	if opts.Follow {
 		query.Set("follow", "1")
 	}
-	req, err := c.newRequest(ctx, http.MethodGet, apiPath("service", service, "logs"), query, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/x-ndjson")
-	resp, err := c.send(c.stream, req)
-	if err != nil {
-		return nil, err
-	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/x-ndjson" {
-		resp.Body.Close()
-		return nil, fmt.Errorf("gdpm: logs: the answer is %q, not a log stream", mt)
-	}
-	sc := bufio.NewScanner(resp.Body)
+	st := ndjsonStream{what: "logs", kind: "a log stream", end: "end of stream"}
 	// A line is at most MaxLogLine bytes, more once escaped as JSON.
-	sc.Buffer(make([]byte, 0, 64<<10), 8*MaxLogLine)
-	return &LogStream{ctx: ctx, body: resp.Body, sc: sc}, nil
+	if _, err := c.openNDJSON(ctx, &st, apiPath("service", service, "logs"), query, 8*MaxLogLine); err != nil {
+		return nil, err
+	}
+	return &LogStream{st: st}, nil
 }
 
 // LogStream is an open GET /service/:id/logs stream. It is not safe for
 // concurrent use.
 type LogStream struct {
-	ctx  context.Context
-	body io.ReadCloser
-	sc   *bufio.Scanner
+	st ndjsonStream
 }
 
 // Next waits for the next line. At the end it returns an error wrapping
 // io.EOF (all lines sent, or the master ended a follow), or the context's
 // error when ctx was cancelled.
 func (s *LogStream) Next() (LogLine, error) {
-	for s.sc.Scan() {
-		line := bytes.TrimSpace(s.sc.Bytes())
-		if len(line) == 0 {
-			continue // a heartbeat
-		}
-		var l LogLine
-		if err := json.Unmarshal(line, &l); err != nil {
-			return LogLine{}, fmt.Errorf("gdpm: logs: bad line %.60q: %w", line, err)
-		}
-		return l, nil
+	var l LogLine
+	if err := s.st.next(&l); err != nil {
+		return LogLine{}, err
 	}
-	if err := s.ctx.Err(); err != nil {
-		return LogLine{}, fmt.Errorf("gdpm: logs: %w", err)
-	}
-	if err := s.sc.Err(); err != nil {
-		return LogLine{}, fmt.Errorf("gdpm: logs: %w", err)
-	}
-	return LogLine{}, fmt.Errorf("gdpm: logs: end of stream: %w", io.EOF)
+	return l, nil
 }
 
 // Close ends the stream; it may be called while Next waits.
-func (s *LogStream) Close() error { return s.body.Close() }
+func (s *LogStream) Close() error { return s.st.body.Close() }
