@@ -33,11 +33,17 @@ type instanceLogs struct {
 	out, err *rotatingFile
 }
 
+// pathSafeID reports whether id can be one element of a path: not empty,
+// "." or "..", and without a slash or NUL, so it cannot leave its dir.
+func pathSafeID(id string) bool {
+	return id != "" && id != "." && id != ".." && !strings.ContainsAny(id, "/\x00")
+}
+
 // logFilePath is DIR/SERVICE/INSTANCE.STREAM; ids that could leave DIR are
 // refused.
 func logFilePath(dir, svc, inst string, stream LogStreamName) (string, error) {
 	for _, id := range []string{svc, inst} {
-		if id == "" || id == "." || id == ".." || strings.ContainsRune(id, os.PathSeparator) {
+		if !pathSafeID(id) {
 			return "", fmt.Errorf("log files: bad id %q", id)
 		}
 	}

@@ -3,7 +3,6 @@ package gdpm
 import (
 	"bufio"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -97,7 +96,7 @@ func parseLogQuery(q map[string][]string) (logQuery, error) {
 	lq := logQuery{tail: DefaultLogTail}
 	for _, v := range q["instance"] {
 		for id := range strings.SplitSeq(v, ",") {
-			if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\x00") {
+			if !pathSafeID(id) {
 				return lq, fmt.Errorf("instance %q is not an instance id: %w", id, ErrBadRequest)
 			}
 			lq.instances = append(lq.instances, id)
@@ -128,17 +127,14 @@ func first(vs []string) string {
 }
 
 func (ls *logServer) handle(w http.ResponseWriter, r *http.Request) {
-	if ls.token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+ls.token)) != 1 {
+	if !bearerOK(r, ls.token) {
 		writeError(w, http.StatusUnauthorized, "missing or wrong token")
 		return
 	}
 	svc := r.PathValue("service")
 	lq, err := parseLogQuery(r.URL.Query())
-	if err == nil {
-		_, err = logFilePath(ls.dir, svc, "x", Stdout)
-		if err != nil {
-			err = fmt.Errorf("%w: %w", err, ErrBadRequest)
-		}
+	if err == nil && !pathSafeID(svc) {
+		err = fmt.Errorf("log files: bad id %q: %w", svc, ErrBadRequest)
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, apiMessage(err))
@@ -162,10 +158,8 @@ func (ls *logServer) instancesOf(svc string) []string {
 	}
 	var ids []string
 	for _, e := range ents {
-		for _, s := range []LogStreamName{Stdout, Stderr} {
-			if id, ok := strings.CutSuffix(e.Name(), "."+string(s)); ok && !slices.Contains(ids, id) {
-				ids = append(ids, id)
-			}
+		if id, ok := logFileInstance(e.Name()); ok && !slices.Contains(ids, id) {
+			ids = append(ids, id)
 		}
 	}
 	slices.Sort(ids)

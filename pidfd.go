@@ -25,14 +25,15 @@ const (
 // its process group id from being reused until the caller reaps it.
 func watchExit(poller *fdPoller, pid int) <-chan struct{} {
 	ch := make(chan struct{})
-	fd, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), pidfdNonblock, 0)
-	if errno != 0 || poller == nil {
-		if errno == 0 {
-			syscall.Close(int(fd))
-		}
-		// An old kernel: a goroutine, and its thread, blocked in waitid.
+	// Without a pidfd (an old kernel): a goroutine, and its thread,
+	// blocked in waitid.
+	blocking := func() <-chan struct{} {
 		go func() { waitExitedBlocking(pid); close(ch) }()
 		return ch
+	}
+	fd, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), pidfdNonblock, 0)
+	if errno != 0 {
+		return blocking()
 	}
 	var mu sync.Mutex
 	done := false
@@ -49,8 +50,7 @@ func watchExit(poller *fdPoller, pid int) <-chan struct{} {
 	}
 	if err := poller.add(int(fd), check); err != nil {
 		syscall.Close(int(fd))
-		go func() { waitExitedBlocking(pid); close(ch) }()
-		return ch
+		return blocking()
 	}
 	check() // it may have exited before add
 	return ch
