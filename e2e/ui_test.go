@@ -49,7 +49,7 @@ func TestWebInterface(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#token"), token),
 		chromedp.Click(chromedp.CSS("#token-save")))
 	for _, s := range c.slaves {
-		p.wait("node "+s.NodeID()+" listed", `document.querySelector('#nodes tbody').textContent.includes(`+js(s.NodeID())+`)`)
+		p.wait("node "+s.NodeID()+" listed", `document.querySelector('#nodes tbody').textContent.includes(`+js(s.NodeID()[:8])+`)`)
 	}
 
 	// A refused request shows the master's error.
@@ -57,8 +57,8 @@ func TestWebInterface(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#create-command"), "true"),
 		fill("#create-instances", "100000"),
 		chromedp.Click(chromedp.CSS("#create-submit")))
-	p.wait("the error shown", `(m => !m.hidden && m.classList.contains('err')`+
-		` && m.textContent.includes('InstanceNum must be between'))(document.getElementById('message'))`)
+	p.wait("the error shown beside the form", `(m => !m.hidden && m.classList.contains('err')`+
+		` && m.textContent.includes('InstanceNum must be between'))(document.querySelector('#services-section .note'))`)
 
 	const command = "while true; do echo hello-e2e; sleep 0.2; done"
 	p.do("create a service from the form",
@@ -81,8 +81,6 @@ func TestWebInterface(t *testing.T) {
 	p.wait("the log to follow new lines", `document.getElementById('log-lines').childElementCount >= 10`)
 	p.wait("three instances running in the page", `document.querySelectorAll('#instances tr[data-state="running"]').length === 3`+
 		` && document.querySelector('#services tbody').textContent.includes('3 / 3')`)
-
-	saveScreenshot(t, run(p, "take a screenshot", chromedp.FullScreenshot(100)))
 
 	p.do("arm the delete button", chromedp.Click(chromedp.CSS("#delete")))
 	p.wait("the delete button to ask again", `document.getElementById('delete').dataset.armed === '1'`)
@@ -110,6 +108,8 @@ func TestWebInterface(t *testing.T) {
 // cluster is an embedded etcd, one master and its slaves, closed when the
 // test ends.
 type cluster struct {
+	etcd   *gdpm.EmbeddedEtcd
+	token  string
 	master *gdpm.Master
 	slaves []*gdpm.Slave
 	client *gdpm.Client
@@ -137,7 +137,7 @@ func startCluster(t *testing.T, token string, slaves int) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { closeOrFail(t, "master", m.Close) })
-	c := &cluster{master: m}
+	c := &cluster{etcd: etcd, token: token, master: m}
 	for range slaves {
 		s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{m.TCPAddr()}, Token: token, DataDir: t.TempDir()})
 		if err != nil {
@@ -312,21 +312,21 @@ func js(s string) string {
 }
 
 // saveScreenshot checks that shot is a PNG of a drawn page, not a blank
-// one, keeps it in the test's temp dir and, with GDPM_UPDATE_SCREENSHOT=1,
-// in docs/ui.png for the README.
-func saveScreenshot(t *testing.T, shot []byte) {
+// one, at least minWidth pixels wide, keeps it in the test's temp dir and,
+// with GDPM_UPDATE_SCREENSHOT=1, in docs/NAME for the README.
+func saveScreenshot(t *testing.T, shot []byte, name string, minWidth int) {
 	t.Helper()
 	img, err := png.Decode(bytes.NewReader(shot))
 	if err != nil {
 		t.Fatalf("screenshot is not a PNG: %v", err)
 	}
-	if b := img.Bounds(); b.Dx() < 800 || b.Dy() < 600 {
-		t.Errorf("screenshot is %v, want at least 800x600", b)
+	if b := img.Bounds(); b.Dx() < minWidth || b.Dy() < 600 {
+		t.Errorf("screenshot %s is %v, want at least %dx600", name, b, minWidth)
 	}
 	if n := colours(img, 64); n < 16 {
-		t.Errorf("screenshot has %d colours: the page looks blank", n)
+		t.Errorf("screenshot %s has %d colours: the page looks blank", name, n)
 	}
-	path := filepath.Join(t.TempDir(), "ui.png")
+	path := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(path, shot, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +336,7 @@ func saveScreenshot(t *testing.T, shot []byte) {
 		if err := os.MkdirAll(docs, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(docs, "ui.png"), shot, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(docs, name), shot, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
