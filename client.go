@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,12 @@ type ClientConfig struct {
 	Addr string
 	// Token, when set, is sent as "Authorization: Bearer TOKEN".
 	Token string
+	// CAHash pins the cluster CA of an https:// master ("sha256:HEX", as
+	// the master prints at start): the master's certificate must chain to
+	// it. RootCAs trusts a pool instead. Neither: the system's roots.
+	// Both are ignored when HTTPClient is set.
+	CAHash  string
+	RootCAs *x509.CertPool
 	// HTTPClient sends the requests. Default: a client with a
 	// DefaultClientTimeout (30s) timeout. Streaming routes (Events) send
 	// through a copy without the timeout; their context bounds them.
@@ -63,6 +70,15 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	hc := cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: DefaultClientTimeout}
+		if cfg.CAHash != "" || cfg.RootCAs != nil {
+			dial, err := ClientTLS(cfg.CAHash, cfg.RootCAs)
+			if err != nil {
+				return nil, err
+			}
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.DialTLSContext = dial
+			hc.Transport = tr
+		}
 	}
 	stream := *hc
 	stream.Timeout = 0

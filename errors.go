@@ -29,6 +29,10 @@ var (
 	// gdpm protocol, or a version this side does not speak.
 	ErrProtocol = errors.New("gdpm: protocol error")
 
+	// ErrUntrusted is returned when a peer's TLS certificate does not chain
+	// to the trusted cluster CA (a wrong -ca-hash pin, a foreign master).
+	ErrUntrusted = errors.New("gdpm: untrusted peer")
+
 	// ErrConflict is returned when a write lost a race with another writer;
 	// the caller may retry.
 	ErrConflict = errors.New("gdpm: conflicting update")

@@ -2,13 +2,16 @@ package gdpm
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -31,6 +34,17 @@ type EmbeddedEtcdConfig struct {
 	// StartTimeout bounds how long StartEmbeddedEtcd waits for etcd to be
 	// ready. Default 30s.
 	StartTimeout time.Duration
+	// CA, when set, makes etcd serve clients over TLS with a server
+	// certificate issued from it (for ClientAddr's host, the loopback
+	// names and Hosts) and require a client certificate issued by it:
+	// only masters and slaves that joined the cluster can read or write.
+	// The certificate and key are written to Dir/pki/etcd.crt and
+	// etcd.key. Peers stay on PeerAddr in plain text: keep that on
+	// loopback (a single member has no peers).
+	CA *CA
+	// Hosts are extra DNS names or IPs for etcd's certificate: the
+	// addresses slaves reach it at when ClientAddr is unspecified.
+	Hosts []string
 	// UnsafeNoFsync skips fsync: for tests and benchmarks only, where losing
 	// the data on a machine crash does not matter.
 	UnsafeNoFsync bool
@@ -39,6 +53,7 @@ type EmbeddedEtcdConfig struct {
 // EmbeddedEtcd is an etcd server running inside this process.
 type EmbeddedEtcd struct {
 	e       *embed.Etcd
+	scheme  string
 	tmpDir  string
 	closeMu sync.Once
 }
@@ -70,7 +85,17 @@ func StartEmbeddedEtcd(ctx context.Context, cfg EmbeddedEtcdConfig) (*EmbeddedEt
 	ec.Name = cfg.Name
 	ec.Dir = cfg.Dir
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
-	client := url.URL{Scheme: "http", Host: cfg.ClientAddr}
+	ee.scheme = "http"
+	if cfg.CA != nil {
+		ee.scheme = "https"
+		tlsInfo, err := writeEtcdServerCert(cfg.CA, filepath.Join(cfg.Dir, "pki"), hostsFor([]string{cfg.ClientAddr}, cfg.Hosts))
+		if err != nil {
+			ee.removeTmp()
+			return nil, err
+		}
+		ec.ClientTLSInfo = tlsInfo
+	}
+	client := url.URL{Scheme: ee.scheme, Host: cfg.ClientAddr}
 	peer := url.URL{Scheme: "http", Host: cfg.PeerAddr}
 	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
@@ -111,7 +136,7 @@ func StartEmbeddedEtcd(ctx context.Context, cfg EmbeddedEtcdConfig) (*EmbeddedEt
 func (ee *EmbeddedEtcd) Endpoints() []string {
 	var eps []string
 	for _, l := range ee.e.Clients {
-		eps = append(eps, "http://"+l.Addr().String())
+		eps = append(eps, ee.scheme+"://"+l.Addr().String())
 	}
 	return eps
 }
@@ -140,8 +165,10 @@ func (ee *EmbeddedEtcd) removeTmp() {
 
 // newEtcdClient dials etcd without blocking; calls fail (with a timeout) until
 // it is reachable.
-func newEtcdClient(endpoints []string, dialTimeout time.Duration) (*clientv3.Client, error) {
+// A non-nil tlsCfg is used for https:// endpoints.
+func newEtcdClient(endpoints []string, dialTimeout time.Duration, tlsCfg *tls.Config) (*clientv3.Client, error) {
 	c, err := clientv3.New(clientv3.Config{
+		TLS:                  tlsCfg,
 		Endpoints:            endpoints,
 		DialTimeout:          dialTimeout,
 		DialKeepAliveTime:    5 * time.Second,
@@ -164,4 +191,37 @@ func storeErr(op string, err error) error {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return fmt.Errorf("%s: %w: %v", op, ErrUnavailable, err)
+}
+
+// writeEtcdServerCert issues etcd's server certificate from ca into dir
+// (replacing the one a previous start wrote: the names may have changed)
+// and returns the TLS settings that require client certificates from ca.
+func writeEtcdServerCert(ca *CA, dir string, hosts []string) (transport.TLSInfo, error) {
+	ic, err := ca.issue(certRequest{commonName: "gdpm etcd", ou: ouEtcd, hosts: hosts, server: true, client: true})
+	if err != nil {
+		return transport.TLSInfo{}, err
+	}
+	keyPEM, err := ic.keyPEM()
+	if err != nil {
+		return transport.TLSInfo{}, fmt.Errorf("gdpm: etcd key: %w", err)
+	}
+	info := transport.TLSInfo{
+		CertFile:       filepath.Join(dir, "etcd.crt"),
+		KeyFile:        filepath.Join(dir, "etcd.key"),
+		TrustedCAFile:  filepath.Join(dir, "etcd-ca.crt"),
+		ClientCertAuth: true,
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return info, fmt.Errorf("gdpm: etcd pki dir: %w", err)
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{{info.KeyFile, keyPEM, 0o600}, {info.CertFile, ic.certPEM(), 0o644}, {info.TrustedCAFile, ca.CertPEM(), 0o644}} {
+		if err := os.WriteFile(f.name, f.data, f.mode); err != nil {
+			return info, fmt.Errorf("gdpm: etcd pki: %w", err)
+		}
+	}
+	return info, nil
 }

@@ -2,6 +2,7 @@ package gdpm_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,6 +28,11 @@ type cluster struct {
 	mcfg    func(*gdpm.MasterConfig)
 	scfg    func(*gdpm.SlaveConfig)
 	eps     []string
+	// A secured cluster's CA, the etcd client config the masters use,
+	// and the https client that trusts the CA; nil when not secured.
+	ca      *gdpm.CA
+	etcdTLS *tls.Config
+	httpc   *http.Client
 }
 
 type clusterOpts struct {
@@ -38,13 +44,20 @@ type clusterOpts struct {
 	// endpoints, when set, is an etcd cluster to use instead of an
 	// embedded one.
 	endpoints []string
+	// secure runs the cluster with TLS everywhere: a cluster CA, an
+	// embedded etcd that requires client certificates from it, masters
+	// with that CA and slaves that join by pinning its hash.
+	secure bool
 }
 
 func newCluster(t testing.TB, o clusterOpts) *cluster {
 	t.Helper()
-	c := &cluster{t: t, token: o.token, mcfg: o.master, scfg: o.slave, eps: o.endpoints}
+	c := &cluster{t: t, token: o.token, mcfg: o.master, scfg: o.slave, eps: o.endpoints, httpc: http.DefaultClient}
+	if o.secure {
+		c.secure()
+	}
 	if len(c.eps) == 0 {
-		etcd, err := gdpm.StartEmbeddedEtcd(context.Background(), gdpm.EmbeddedEtcdConfig{Dir: t.TempDir(), UnsafeNoFsync: true})
+		etcd, err := gdpm.StartEmbeddedEtcd(context.Background(), gdpm.EmbeddedEtcdConfig{Dir: t.TempDir(), UnsafeNoFsync: true, CA: c.ca})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +74,11 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 
 func (c *cluster) newClient(m *gdpm.Master, token string) *gdpm.Client {
 	c.t.Helper()
-	cl, err := gdpm.NewClient(gdpm.ClientConfig{Addr: "http://" + m.HTTPAddr(), Token: token})
+	cfg := gdpm.ClientConfig{Addr: "http://" + m.HTTPAddr(), Token: token}
+	if c.ca != nil {
+		cfg.Addr, cfg.CAHash = "https://"+m.HTTPAddr(), c.ca.Hash()
+	}
+	cl, err := gdpm.NewClient(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -81,6 +98,10 @@ func (c *cluster) addMaster(adjust ...func(*gdpm.MasterConfig)) *gdpm.Master {
 		RequestTimeout: 2 * time.Second,
 		ElectionTTL:    2 * time.Second,
 		LeaseTTL:       2 * time.Second,
+	}
+	if c.ca != nil {
+		cfg.TLS = &gdpm.MasterTLS{CA: c.ca}
+		cfg.EtcdTLS = c.etcdTLS
 	}
 	if c.mcfg != nil {
 		c.mcfg(&cfg)
@@ -114,6 +135,9 @@ func (c *cluster) addSlaveVia(m *gdpm.Master) *gdpm.Slave {
 		Token:   c.token,
 		DataDir: c.t.TempDir(),
 		LogAddr: "127.0.0.1:0",
+	}
+	if c.ca != nil {
+		cfg.CAHash = c.ca.Hash()
 	}
 	if c.scfg != nil {
 		c.scfg(&cfg)
@@ -246,7 +270,7 @@ func waitDead(t testing.TB, pids []int) {
 // do sends a raw request to the master's API and returns status and body.
 func (c *cluster) do(method, path, contentType, body string, header ...string) (int, http.Header, string) {
 	c.t.Helper()
-	req, err := http.NewRequest(method, "http://"+c.master().HTTPAddr()+path, strings.NewReader(body))
+	req, err := http.NewRequest(method, c.apiURL(c.master())+path, strings.NewReader(body))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -259,7 +283,7 @@ func (c *cluster) do(method, path, contentType, body string, header ...string) (
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.httpc.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -269,4 +293,30 @@ func (c *cluster) do(method, path, contentType, body string, header ...string) (
 		c.t.Fatal(err)
 	}
 	return resp.StatusCode, resp.Header, string(b)
+}
+
+// secure makes the cluster's CA, the masters' etcd client config and an
+// https client that trusts the CA.
+func (c *cluster) secure() {
+	c.t.Helper()
+	ca, err := gdpm.NewCA()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.ca = ca
+	if c.etcdTLS, err = ca.EtcdClientTLS("test master"); err != nil {
+		c.t.Fatal(err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: ca.Pool()}
+	c.httpc = &http.Client{Transport: tr}
+	c.t.Cleanup(tr.CloseIdleConnections)
+}
+
+// apiURL is the base URL of m's API.
+func (c *cluster) apiURL(m *gdpm.Master) string {
+	if c.ca != nil {
+		return "https://" + m.HTTPAddr()
+	}
+	return "http://" + m.HTTPAddr()
 }

@@ -320,12 +320,12 @@ func (m *Master) openNodeLogs(ctx context.Context, src logSource, lq logQuery) (
 	if lq.follow {
 		q.Set("follow", "1")
 	}
-	u := url.URL{Scheme: "http", Host: src.addr, Path: "/logs/" + src.service, RawQuery: q.Encode()}
+	u := url.URL{Scheme: m.logScheme(), Host: src.addr, Path: "/logs/" + src.service, RawQuery: q.Encode()}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("gdpm: logs of node %s: %w", src.node, err)
 	}
-	if m.cfg.Token != "" {
+	if m.cfg.Token != "" && m.sec == nil {
 		req.Header.Set("Authorization", "Bearer "+m.cfg.Token)
 	}
 	resp, err := m.logClient.Do(req)

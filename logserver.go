@@ -3,6 +3,7 @@ package gdpm
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -47,10 +48,16 @@ type logServer struct {
 }
 
 // startLogServer listens on addr and serves in the background.
-func startLogServer(addr, dir, token string, node func() string, log *slog.Logger) (*logServer, error) {
+// With tlsCfg the log server speaks TLS (and tlsCfg checks the masters'
+// client certificates); ln keeps the plain listener for its address.
+func startLogServer(addr, dir, token string, tlsCfg *tls.Config, node func() string, log *slog.Logger) (*logServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("gdpm: log server: %w", err)
+	}
+	serveLn := ln
+	if tlsCfg != nil {
+		serveLn = tls.NewListener(ln, tlsCfg)
 	}
 	ls := &logServer{dir: dir, token: token, log: log, node: node, ln: ln}
 	ls.ctx, ls.cancel = context.WithCancel(context.Background())
@@ -60,7 +67,7 @@ func startLogServer(addr, dir, token string, node func() string, log *slog.Logge
 	ls.wg.Add(1)
 	go func() {
 		defer ls.wg.Done()
-		ls.srv.Serve(ln)
+		ls.srv.Serve(serveLn)
 	}()
 	return ls, nil
 }

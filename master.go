@@ -2,6 +2,7 @@ package gdpm
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,13 @@ type MasterConfig struct {
 	// Token, when set, is required as "Authorization: Bearer TOKEN" on the
 	// API and in every slave's hello. Without it, listen on loopback only.
 	Token string
+	// TLS, when set, secures every channel the master serves or dials
+	// (see MasterTLS). nil: plain text, which is only safe on loopback.
+	TLS *MasterTLS
+	// EtcdTLS is the TLS config for the etcd client (https://
+	// endpoints), with a client certificate for an etcd that requires
+	// one. nil: plain text.
+	EtcdTLS *tls.Config
 	// ID names this master in the leader election. Default: a new UUID.
 	ID string
 	// LeaseTTL is the liveness lease given to slaves: a slave silent for
@@ -160,6 +168,7 @@ type Master struct {
 	// logClient reaches the slaves' log servers.
 	logClient    *http.Client
 	logTransport *http.Transport
+	sec          *masterSec // TLS state; nil without TLS
 
 	mu       sync.Mutex
 	started  bool
@@ -188,7 +197,9 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 
 // Start binds the HTTP and TCP listeners and starts serving and campaigning
 // for leadership in the background. It does not wait for etcd: until etcd
-// answers, the API returns 503 and registrations are refused.
+// answers, the API returns 503 and registrations are refused. A master
+// with TLS is the exception: it first settles the cluster CA in etcd,
+// retrying until ctx ends.
 func (m *Master) Start(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -201,9 +212,16 @@ func (m *Master) Start(ctx context.Context) error {
 	if m.cfg.Token == "" {
 		m.log.Warn("no token set: the API and registration are open to anyone who reaches them; set a token before listening beyond loopback")
 	}
-	cli, err := newEtcdClient(m.cfg.Endpoints, m.cfg.RequestTimeout)
+	cli, err := newEtcdClient(m.cfg.Endpoints, m.cfg.RequestTimeout, m.cfg.EtcdTLS)
 	if err != nil {
 		return err
+	}
+	var sec *masterSec
+	if m.cfg.TLS != nil {
+		if sec, err = m.setupTLS(ctx, cli); err != nil {
+			cli.Close()
+			return err
+		}
 	}
 	httpLn, err := net.Listen("tcp", m.cfg.HTTPAddr)
 	if err != nil {
@@ -216,7 +234,9 @@ func (m *Master) Start(ctx context.Context) error {
 		httpLn.Close()
 		return fmt.Errorf("gdpm: master tcp listen: %w", err)
 	}
-	m.cli, m.httpLn, m.tcpLn = cli, httpLn, tcpLn
+	// The listeners keep their plain addresses (Addr) under TLS.
+	httpLn, tcpLn = m.wrapTLS(httpLn, sec), m.wrapTLS(tcpLn, sec)
+	m.cli, m.httpLn, m.tcpLn, m.sec = cli, httpLn, tcpLn, sec
 	m.httpSrv = &http.Server{
 		Handler:           m.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -413,10 +433,14 @@ func (m *Master) serveRegistration(ctx context.Context, conn net.Conn) {
 	if err == nil {
 		reply.NodeID, err = m.nodeIDFor(ctx, h.PrevID)
 	}
+	if err == nil {
+		err = m.joinCert(h, conn.RemoteAddr(), &reply)
+	}
 	if err != nil {
 		m.metrics.countEtcdError(err)
 		m.log.Warn("registration refused", "remote", conn.RemoteAddr().String(), "err", err)
-		reply.Error = err.Error()
+		reply.Error, reply.Code = err.Error(), errorCode(err)
+		reply.NodeID = ""
 	} else {
 		reply.Endpoints = m.cfg.AdvertiseEndpoints
 		reply.Prefix = m.k.p
@@ -429,7 +453,7 @@ func (m *Master) serveRegistration(ctx context.Context, conn net.Conn) {
 	}
 	// Closing with unread bytes would reset the connection and could
 	// destroy the reply; half-close and drain what the peer still sends.
-	if tc, ok := conn.(*net.TCPConn); ok {
+	if tc, ok := conn.(interface{ CloseWrite() error }); ok {
 		tc.CloseWrite()
 		conn.SetReadDeadline(time.Now().Add(time.Second))
 		io.Copy(io.Discard, io.LimitReader(conn, maxFrame))

@@ -3,6 +3,7 @@ package gdpm
 import (
 	"bufio"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -33,18 +34,36 @@ type hello struct {
 	// it back when no live node holds it.
 	PrevID  string `json:"PrevID,omitempty"`
 	Release string `json:"Release"`
+	// CSR is a secured slave's certificate request (DER); its private
+	// key never leaves the slave. Addrs are the slave's own addresses,
+	// for the certificate's names.
+	CSR   []byte   `json:"CSR,omitempty"`
+	Addrs []string `json:"Addrs,omitempty"`
 }
 
 // welcome is the master's answer. On failure only Error is set.
 type welcome struct {
-	Magic     string   `json:"Magic"`
-	Version   int      `json:"Version"`
-	Error     string   `json:"Error,omitempty"`
+	Magic   string `json:"Magic"`
+	Version int    `json:"Version"`
+	Error   string `json:"Error,omitempty"`
+	// Code classifies Error ("unauthorized"), so the slave can tell a
+	// wrong token from a passing failure.
+	Code      string   `json:"Code,omitempty"`
 	NodeID    string   `json:"NodeID,omitempty"`
 	Endpoints []string `json:"Endpoints,omitempty"`
 	Prefix    string   `json:"Prefix,omitempty"`
 	// LeaseTTL is the slave's liveness lease in seconds.
 	LeaseTTL int `json:"LeaseTTL,omitempty"`
+	// Cert is the slave's certificate signed from its CSR, PEM; CA the
+	// cluster CA, PEM; Etcd credentials for an etcd that does not
+	// trust the cluster CA. Only from a secured master.
+	Cert []byte           `json:"Cert,omitempty"`
+	CA   []byte           `json:"CA,omitempty"`
+	Etcd *EtcdCredentials `json:"Etcd,omitempty"`
+
+	// etcdTLS is the etcd client config the slave builds from the above.
+	// Not sent.
+	etcdTLS *tls.Config
 
 	// local is the slave's end of the registration connection: an
 	// address of this host that the master can reach. Not sent.
@@ -113,6 +132,9 @@ func exchangeHello(conn net.Conn, h hello) (welcome, error) {
 		return w, fmt.Errorf("gdpm: register: %w: answer is not from a gdpm master", ErrProtocol)
 	}
 	if w.Error != "" {
+		if w.Code == codeUnauthorized {
+			return w, fmt.Errorf("gdpm: register: master refused the token: %w", ErrUnauthorized)
+		}
 		return w, fmt.Errorf("gdpm: register: master refused: %s", w.Error)
 	}
 	if w.NodeID == "" || len(w.Endpoints) == 0 {

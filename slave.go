@@ -2,6 +2,8 @@ package gdpm
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +28,19 @@ type SlaveConfig struct {
 	Masters []string
 	// Token is the cluster token sent in the hello.
 	Token string
+	// CAHash pins the cluster CA, as "sha256:HEX" (what a secured master
+	// prints at start): the slave then registers over TLS, trusts only a
+	// master whose certificate chains to that CA (so the token is never
+	// sent to another), sends a CSR for a key that never leaves it, and
+	// uses the certificate the master signs for etcd and its log server.
+	// Empty with RootCAs nil: plain text, for a master without TLS.
+	CAHash string
+	// RootCAs trusts these CAs instead of a hash (gdpm-slave -tls-ca).
+	RootCAs *x509.CertPool
+	// Cert is the slave's own certificate, to bring your own PKI: it
+	// needs client and server usage from a CA the masters trust. With it
+	// the slave sends no CSR. Needs CAHash or RootCAs.
+	Cert *tls.Certificate
 	// DataDir holds the slave's state: its node id, its instances' logs
 	// and the record of its live process groups (DataDir/pgroups), which
 	// lets a slave started again on the same dir kill what a previous run
@@ -113,6 +128,7 @@ func (c SlaveConfig) withDefaults() (SlaveConfig, error) {
 type Slave struct {
 	cfg    SlaveConfig
 	log    *slog.Logger
+	sec    *slaveSec // nil without TLS
 	tmpDir string
 	groups *groupTracker              // set by Start
 	logs   *logServer                 // set by Start
@@ -123,6 +139,7 @@ type Slave struct {
 
 	mu      sync.Mutex
 	nodeID  string
+	lastErr error // the last registration failure, for WaitReady
 	started bool
 	closed  bool
 	cancel  context.CancelFunc
@@ -135,7 +152,11 @@ func NewSlave(cfg SlaveConfig) (*Slave, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Slave{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), done: make(chan struct{})}, nil
+	sec, err := newSlaveSec(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Slave{cfg: cfg, log: cfg.Logger, sec: sec, ready: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // Start begins registering and running work in the background and returns
@@ -169,7 +190,13 @@ func (s *Slave) Start(ctx context.Context) error {
 		}
 		return err
 	}
-	logs, err := startLogServer(s.cfg.LogAddr, s.logDir(), s.cfg.Token, s.NodeID, s.log)
+	// A secured slave's log server takes the masters' certificates
+	// instead of the token.
+	logToken, logTLS := s.cfg.Token, (*tls.Config)(nil)
+	if s.sec != nil {
+		logToken, logTLS = "", s.sec.logServerTLS()
+	}
+	logs, err := startLogServer(s.cfg.LogAddr, s.logDir(), logToken, logTLS, s.NodeID, s.log)
 	if err != nil {
 		groups.close()
 		if s.tmpDir != "" {
@@ -202,6 +229,14 @@ func (s *Slave) WaitReady(ctx context.Context) error {
 	case <-s.done:
 		return ErrClosed
 	case <-ctx.Done():
+		s.mu.Lock()
+		cause := s.lastErr
+		s.mu.Unlock()
+		if cause != nil {
+			// The reason (a wrong pin or token) tells more than the
+			// deadline; errors.Is finds both.
+			return fmt.Errorf("gdpm: slave not ready: %w (%w)", cause, ctx.Err())
+		}
 		return fmt.Errorf("gdpm: slave not ready: %w", ctx.Err())
 	}
 }
@@ -298,13 +333,16 @@ func (s *Slave) run(ctx context.Context) {
 	var stale *leaseLostError
 	for ctx.Err() == nil {
 		if stale != nil {
-			if err := s.revokeStale(ctx, stale.endpoints, stale.lease); err != nil {
+			if err := s.revokeStale(ctx, stale.endpoints, stale.etcdTLS, stale.lease); err != nil {
 				s.log.Warn("cannot revoke the lost lease yet", "err", err)
 			} else {
 				stale = nil
 			}
 		}
 		w, err := s.register(ctx, prev)
+		s.mu.Lock()
+		s.lastErr = err
+		s.mu.Unlock()
 		if err != nil {
 			s.log.Warn("registration failed", "err", err)
 			if !retry.wait(ctx) {
@@ -334,8 +372,8 @@ func (s *Slave) run(ctx context.Context) {
 // etcd that restarted restores leases with a fresh TTL, so without this the
 // old node record would look alive, holding its instances, for one more
 // TTL after this slave had already killed them.
-func (s *Slave) revokeStale(ctx context.Context, endpoints []string, id clientv3.LeaseID) error {
-	cli, err := newEtcdClient(endpoints, s.cfg.RequestTimeout)
+func (s *Slave) revokeStale(ctx context.Context, endpoints []string, etcdTLS *tls.Config, id clientv3.LeaseID) error {
+	cli, err := newEtcdClient(endpoints, s.cfg.RequestTimeout, etcdTLS)
 	if err != nil {
 		return err
 	}
@@ -359,11 +397,30 @@ func (s *Slave) register(ctx context.Context, prev string) (welcome, error) {
 			errs = append(errs, err)
 			continue
 		}
-		w, err := exchangeHello(conn, hello{
+		h := hello{
 			Magic: protoMagic, Version: protoVersion, Token: s.cfg.Token,
 			Hostname: s.cfg.Hostname, PrevID: prev, Release: Version,
-		})
+		}
+		var ca *x509.Certificate
+		if s.sec != nil {
+			if conn, ca, err = s.sec.dial(ctx, conn, addr); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+				continue
+			}
+			if h.CSR, err = s.sec.csr(s.cfg.Hostname); err != nil {
+				conn.Close()
+				return welcome{}, fmt.Errorf("gdpm: CSR: %w", err)
+			}
+			h.Addrs = localAddrs(conn, s.logs.ln.Addr().(*net.TCPAddr).IP)
+		}
+		w, err := exchangeHello(conn, h)
 		conn.Close()
+		if s.sec == nil && errors.Is(err, ErrProtocol) {
+			err = fmt.Errorf("%w (a master with TLS closes plain-text registrations: give the CA hash it prints, -ca-hash)", err)
+		}
+		if err == nil && s.sec != nil {
+			err = s.sec.accept(&w, ca)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 			continue
@@ -384,7 +441,7 @@ var errNodeTaken = errors.New("gdpm: node id already registered")
 // removal of the node) or when the lease is lost (after killing every
 // instance: they are being placed elsewhere).
 func (s *Slave) session(ctx context.Context, w welcome) error {
-	cli, err := newEtcdClient(w.Endpoints, s.cfg.RequestTimeout)
+	cli, err := newEtcdClient(w.Endpoints, s.cfg.RequestTimeout, w.etcdTLS)
 	if err != nil {
 		return err
 	}
@@ -459,7 +516,7 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 	// elsewhere; kill ours now so nothing runs twice.
 	sup.stopAll(context.Background(), true)
 	if cause := context.Cause(sctx); errors.Is(cause, errLeaseLost) {
-		return &leaseLostError{lease: lease.ID, endpoints: w.Endpoints}
+		return &leaseLostError{lease: lease.ID, endpoints: w.Endpoints, etcdTLS: w.etcdTLS}
 	}
 	s.revoke(cli, lease.ID)
 	return err
@@ -519,6 +576,7 @@ func fenceMargin(ttl time.Duration) time.Duration {
 type leaseLostError struct {
 	lease     clientv3.LeaseID
 	endpoints []string
+	etcdTLS   *tls.Config
 }
 
 func (e *leaseLostError) Error() string { return errLeaseLost.Error() }

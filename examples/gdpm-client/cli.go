@@ -70,7 +70,13 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		}
 		return report(ctx, stderr, cmd, err)
 	}
-	c, err := connect(gdpm.ClientConfig{Addr: cmd.Addr, Token: cmd.Token})
+	cfg := gdpm.ClientConfig{Addr: cmd.Addr, Token: cmd.Token, CAHash: cmd.CAHash}
+	if cmd.TLSCA != "" {
+		if cfg.RootCAs, err = gdpm.LoadCertPool(cmd.TLSCA); err != nil {
+			return report(ctx, stderr, cmd, err)
+		}
+	}
+	c, err := connect(cfg)
 	if err != nil {
 		return report(ctx, stderr, cmd, err)
 	}
@@ -90,6 +96,8 @@ func report(ctx context.Context, stderr io.Writer, cmd command, err error) int {
 	switch {
 	case errors.Is(err, gdpm.ErrUnauthorized):
 		msg += "; give the cluster token with -token or GDPM_TOKEN"
+	case errors.Is(err, gdpm.ErrUntrusted):
+		msg += "; -ca-hash (GDPM_CA_HASH) must be the hash the master printed at start"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		msg += "; is a gdpm-master serving there? Set its address with -addr or GDPM_ADDR"
 	}

@@ -2,7 +2,7 @@ package main
 
 // usageLines is the one-line synopsis printed under a usage error.
 var usageLines = map[string]string{
-	"":        "usage: gdpm-client [-addr URL] [-token TOKEN] [-o table|json] get|create|update|delete|logs|events|version|help ...",
+	"":        "usage: gdpm-client [-addr URL] [-token TOKEN] [-ca-hash HASH] [-o table|json] get|create|update|delete|logs|events|version|help ...",
 	"get":     "usage: gdpm-client get nodes | get node ID | get services | get service ID",
 	"create":  "usage: gdpm-client create [-r N] [-e KEY=VAL]... [-dir DIR] [-restart always|on-failure|never] [-stop-timeout D] [--] COMMAND...",
 	"update":  "usage: gdpm-client update -r N ID",
@@ -18,6 +18,10 @@ const globalFlags = `Global flags (anywhere on the line, before "--"):
                   "host:port" means http://host:port
   -token TOKEN    the cluster token, sent as "Authorization: Bearer TOKEN"
                   (env GDPM_TOKEN; prefer the variable: flags show in ps)
+  -ca-hash HASH   trust an https:// master whose certificate chains to the
+                  cluster CA with this hash, sha256:HEX as the master prints
+                  it (env GDPM_CA_HASH)
+  -tls-ca FILE    trust the CAs in this PEM file instead (env GDPM_TLS_CA)
   -o FORMAT       table (default) or json: the API's own JSON, indented
   -h, -help       print help for the verb and exit
 `

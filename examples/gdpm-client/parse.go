@@ -41,6 +41,8 @@ type command struct {
 	Topic  string // the verb; for kindHelp, the help page to show ("" = top level)
 	Addr   string
 	Token  string
+	CAHash string // -ca-hash / GDPM_CA_HASH: the cluster CA's pin
+	TLSCA  string // -tls-ca / GDPM_TLS_CA: a CA file to trust
 	Output string // outTable or outJSON
 	ID     string // get node/service, update, delete, logs
 	N      int    // update: instances wanted
@@ -73,6 +75,8 @@ type flagDef struct {
 var flagDefs = map[string]flagDef{
 	"addr":         {value: true},
 	"token":        {value: true},
+	"ca-hash":      {value: true},
+	"tls-ca":       {value: true},
 	"o":            {value: true},
 	"h":            {},
 	"help":         {},
@@ -186,7 +190,7 @@ func parse(args []string, getenv func(string) string) (command, error) {
 		return command{}, w.err
 	}
 
-	cmd := command{Topic: verb, Addr: getenv("GDPM_ADDR"), Token: getenv("GDPM_TOKEN"), Output: outTable}
+	cmd := command{Topic: verb, Addr: getenv("GDPM_ADDR"), Token: getenv("GDPM_TOKEN"), CAHash: getenv("GDPM_CA_HASH"), TLSCA: getenv("GDPM_TLS_CA"), Output: outTable}
 	addrFrom := "GDPM_ADDR"
 	nSet := false
 	for _, f := range w.flags {
@@ -199,6 +203,10 @@ func parse(args []string, getenv func(string) string) (command, error) {
 			cmd.Addr, addrFrom = f.value, "-addr"
 		case "token":
 			cmd.Token = f.value
+		case "ca-hash":
+			cmd.CAHash = f.value
+		case "tls-ca":
+			cmd.TLSCA = f.value
 		case "o":
 			if f.value != outTable && f.value != outJSON {
 				err = usagef(verb, "-o must be table or json, got %q", f.value)
@@ -311,7 +319,12 @@ func parse(args []string, getenv func(string) string) (command, error) {
 	if cmd.Addr == "" {
 		cmd.Addr = gdpm.DefaultClientAddr
 	}
-	if _, err := gdpm.NewClient(gdpm.ClientConfig{Addr: cmd.Addr, Token: cmd.Token}); err != nil {
+	if cmd.CAHash != "" {
+		if _, err := gdpm.ParseCAHash(cmd.CAHash); err != nil {
+			return command{}, usagef(verb, "-ca-hash (or GDPM_CA_HASH) must be sha256: and 64 hex digits, as the master prints it")
+		}
+	}
+	if _, err := gdpm.NewClient(gdpm.ClientConfig{Addr: cmd.Addr, Token: cmd.Token, CAHash: cmd.CAHash}); err != nil {
 		msg := strings.TrimPrefix(err.Error(), gdpm.ErrInvalidConfig.Error()+": ")
 		if strings.HasPrefix(msg, "Token") {
 			return command{}, usagef(verb, "the token (-token or GDPM_TOKEN) contains a control character")

@@ -36,6 +36,7 @@ func run(args []string) error {
 	leaseTTL := fs.Duration("lease-ttl", gdpm.DefaultLeaseTTL, "slave liveness lease")
 	electionTTL := fs.Duration("election-ttl", gdpm.DefaultElectionTTL, "how long a dead leader holds the scheduler before a standby master takes over")
 	logFlags := cmdutil.AddLogFlags(fs)
+	secF := addSecFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: gdpm-master [flags]\n\nexample: gdpm-master -dev\n\nflags:\n")
 		fs.PrintDefaults()
@@ -49,7 +50,26 @@ func run(args []string) error {
 	if *etcdURLs == "" && *embedDir == "" && !*dev {
 		return cmdutil.Usagef("no etcd: give -etcd URLs, -embed-etcd DIR or -dev")
 	}
+	embedded := *etcdURLs == ""
+	listeners := map[string]string{"http": *httpAddr, "tcp": *tcpAddr}
+	if embedded && !(*dev && *embedDir == "") {
+		listeners["etcd-listen"] = *etcdListen
+	}
+	if err := checkListen(*token, listeners); err != nil {
+		return err
+	}
 	log := logFlags.Logger(os.Stderr)
+	var sec *security
+	switch {
+	case *token != "" && *secF.tls:
+		var err error
+		if sec, err = secF.setup(*embedDir, embedded, *etcdListen, os.Stderr); err != nil {
+			return err
+		}
+	case *token != "":
+		fmt.Fprintln(os.Stderr, "gdpm-master: WARNING: -tls=false: the API, the registration (which carries the token), the logs and etcd are plain text. "+
+			"Anyone on the network can read the token and take over every slave. Use this only on a network you fully trust.")
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -63,6 +83,9 @@ func run(args []string) error {
 		}
 	} else {
 		cfg := gdpm.EmbeddedEtcdConfig{Dir: *embedDir, ClientAddr: *etcdListen}
+		if sec != nil {
+			cfg.CA, cfg.Hosts = sec.etcdCA, sec.master.Advertise
+		}
 		if *dev && *embedDir == "" {
 			cfg.ClientAddr = "127.0.0.1:0"
 		}
@@ -75,10 +98,14 @@ func run(args []string) error {
 		log.Info("embedded etcd ready", "endpoints", endpoints, "dir", cfg.Dir)
 	}
 
-	m, err := gdpm.NewMaster(gdpm.MasterConfig{
+	mcfg := gdpm.MasterConfig{
 		Endpoints: endpoints, Prefix: *prefix, HTTPAddr: *httpAddr, TCPAddr: *tcpAddr,
 		Token: *token, LeaseTTL: *leaseTTL, ElectionTTL: *electionTTL, Logger: log,
-	})
+	}
+	if sec != nil {
+		mcfg.TLS, mcfg.EtcdTLS = sec.master, sec.etcdTLS
+	}
+	m, err := gdpm.NewMaster(mcfg)
 	if err != nil {
 		return err
 	}
@@ -87,15 +114,30 @@ func run(args []string) error {
 	}
 	defer m.Close()
 	// Where it serves is shown whatever the log level: scripts wait for it.
+	scheme := "http"
+	if sec != nil {
+		scheme = "https"
+	}
 	if logFlags.Format == cmdutil.FormatJSON {
-		cmdutil.Notice(log, "serving", "api", "http://"+m.HTTPAddr(), "registration", m.TCPAddr(), "ui", "http://"+m.HTTPAddr()+"/ui/")
+		args := []any{"api", scheme + "://" + m.HTTPAddr(), "registration", m.TCPAddr(), "ui", scheme + "://" + m.HTTPAddr() + "/ui/"}
+		if h := m.CAHash(); h != "" {
+			args = append(args, "ca", h)
+		}
+		cmdutil.Notice(log, "serving", args...)
 	} else {
-		fmt.Fprintf(os.Stderr, "gdpm-master: API on http://%s, registration on %s\n", m.HTTPAddr(), m.TCPAddr())
-		fmt.Fprintf(os.Stderr, "gdpm-master: web interface on http://%s/ui/\n", m.HTTPAddr())
+		fmt.Fprintf(os.Stderr, "gdpm-master: API on %s://%s, registration on %s\n", scheme, m.HTTPAddr(), m.TCPAddr())
+		fmt.Fprintf(os.Stderr, "gdpm-master: web interface on %s://%s/ui/\n", scheme, m.HTTPAddr())
+	}
+	if h := m.CAHash(); h != "" {
+		// The pin and the join line, whatever the log level and format:
+		// the operator pastes them.
+		fmt.Fprintf(os.Stderr, "gdpm-master: CA %s\n", h)
+		fmt.Fprintf(os.Stderr, "gdpm-master: join with: gdpm-slave -master %s -token $GDPM_TOKEN -ca-hash %s\n", joinHost(m.TCPAddr(), sec.master.Advertise), h)
+		fmt.Fprintf(os.Stderr, "gdpm-master: client: gdpm-client -addr https://%s -ca-hash %s (token in GDPM_TOKEN)\n", m.HTTPAddr(), h)
 	}
 
 	if *dev {
-		s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{m.TCPAddr()}, Token: *token, LogAddr: "127.0.0.1:0", Logger: log.With("component", "slave")})
+		s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{m.TCPAddr()}, Token: *token, CAHash: m.CAHash(), LogAddr: "127.0.0.1:0", Logger: log.With("component", "slave")})
 		if err != nil {
 			return err
 		}

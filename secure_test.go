@@ -1,0 +1,252 @@
+package gdpm_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capy-pl/gdpm"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+const secureToken = "s3cret-token"
+
+func newSecureCluster(t *testing.T, slaves int) *cluster {
+	t.Helper()
+	return newCluster(t, clusterOpts{slaves: slaves, token: secureToken, secure: true})
+}
+
+// A whole secured cluster: two slaves join by token and CA pin, instances
+// run on both, and their logs come back through the master over mutual
+// TLS; the API answers only HTTPS.
+func TestSecureClusterRunsAndServesLogsOverMutualTLS(t *testing.T) {
+	c := newSecureCluster(t, 2)
+	if got := c.master().CAHash(); got != c.ca.Hash() {
+		t.Fatalf("master CA hash %s, want the cluster's %s", got, c.ca.Hash())
+	}
+	id := c.create(gdpm.ProgramForTests()+" lines 3 10ms", 2)
+	c.waitRunning(id, 2)
+	_, perNode, err := c.running(id)
+	if err != nil || len(perNode) != 2 {
+		t.Fatalf("instances per node %v (%v), want one on each slave", perNode, err)
+	}
+	waitFor(t, 20*time.Second, "3 lines from each instance through the master", func() (bool, string) {
+		n := stdoutLines(readLogs(t, c.client, id, gdpm.LogsOptions{Tail: 10}))
+		return n == 6, fmt.Sprintf("%d stdout lines", n)
+	})
+
+	// Plain HTTP to the API: refused, and nothing is created.
+	resp, err := http.Post("http://"+c.master().HTTPAddr()+"/service/", "application/json", strings.NewReader(`{"Command":"sleep 1000"}`))
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("plain HTTP POST: %s, want 400", resp.Status)
+		}
+	}
+	svcs, err := c.client.Services(ctxT(t))
+	if err != nil || len(svcs) != 1 {
+		t.Fatalf("services after the plain POST: %v %v, want just the one", svcs, err)
+	}
+	// A client that does not trust the CA cannot even connect.
+	if _, err := http.Get("https://" + c.master().HTTPAddr() + "/healthz"); err == nil {
+		t.Error("an HTTPS client without the CA trusted the master")
+	}
+	// The wrong pin: refused with ErrUntrusted before anything is sent.
+	other, _ := gdpm.NewCA()
+	cl, err := gdpm.NewClient(gdpm.ClientConfig{Addr: "https://" + c.master().HTTPAddr(), Token: secureToken, CAHash: other.Hash()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Services(ctxT(t)); !errors.Is(err, gdpm.ErrUntrusted) {
+		t.Errorf("client with a wrong pin: %v, want ErrUntrusted", err)
+	}
+}
+
+// etcdRevision reads the current revision with a trusted client.
+func etcdRevision(t *testing.T, c *cluster) int64 {
+	t.Helper()
+	cli := etcdClient(t, c.eps, c.etcdTLS)
+	resp, err := cli.Get(ctxT(t), "/gdpm/nothing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
+func etcdClient(t *testing.T, eps []string, tc *tls.Config) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: tc, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// The embedded etcd of a secured cluster refuses clients without a
+// certificate from the cluster CA: nothing is read, nothing written.
+func TestSecureEtcdRefusesClientsWithoutAClusterCertificate(t *testing.T) {
+	c := newSecureCluster(t, 1)
+	c.waitRunning(c.create("sleep 1000", 1), 1)
+	before := etcdRevision(t, c)
+
+	other, err := gdpm.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := other.EtcdClientTLS("intruder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The intruder trusts the server (as if it had the CA certificate,
+	// which is public) but presents no client certificate, or one from
+	// another CA.
+	noCert := &tls.Config{RootCAs: c.ca.Pool()}
+	otherCert := &tls.Config{RootCAs: c.ca.Pool(), Certificates: foreign.Certificates}
+	plainEps := []string{strings.Replace(c.eps[0], "https://", "http://", 1)}
+	for _, tc := range []struct {
+		name string
+		eps  []string
+		tls  *tls.Config
+	}{
+		{"no certificate", c.eps, noCert},
+		{"certificate from another CA", c.eps, otherCert},
+		{"plain text", plainEps, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cli := etcdClient(t, tc.eps, tc.tls)
+			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+			defer cancel()
+			if _, err := cli.Put(ctx, "/gdpm/services/intruder", `{"ID":"intruder","Command":"sleep 7294890","InstanceNum":2}`); err == nil {
+				t.Error("put succeeded")
+			}
+			ctx2, cancel2 := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+			defer cancel2()
+			if resp, err := cli.Get(ctx2, "/gdpm/", clientv3.WithPrefix()); err == nil {
+				t.Errorf("get succeeded: %d keys", resp.Count)
+			}
+		})
+	}
+	if after := etcdRevision(t, c); after != before {
+		t.Errorf("etcd revision moved from %d to %d", before, after)
+	}
+}
+
+// A slave that pins another CA refuses the master (and never sends the
+// token); one with a wrong token gets no certificate. Neither gets work,
+// and WaitReady says why.
+func TestSecureJoinRefusesWrongPinAndWrongToken(t *testing.T) {
+	c := newSecureCluster(t, 1)
+	other, err := gdpm.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		adjust func(*gdpm.SlaveConfig)
+		want   error
+	}{
+		{"wrong pin", func(s *gdpm.SlaveConfig) { s.CAHash = other.Hash() }, gdpm.ErrUntrusted},
+		{"wrong token", func(s *gdpm.SlaveConfig) { s.Token = "not-the-token" }, gdpm.ErrUnauthorized},
+		{"no pin", func(s *gdpm.SlaveConfig) { s.CAHash = "" }, gdpm.ErrProtocol},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := gdpm.SlaveConfig{Masters: []string{c.master().TCPAddr()}, Token: secureToken, CAHash: c.ca.Hash(), DataDir: t.TempDir(), LogAddr: "127.0.0.1:0"}
+			tc.adjust(&cfg)
+			s, err := gdpm.NewSlave(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+			defer cancel()
+			err = s.WaitReady(ctx)
+			if !errors.Is(err, tc.want) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("WaitReady: %v, want %v and the deadline", err, tc.want)
+			}
+			if s.NodeID() != "" {
+				t.Errorf("node id %q, want none", s.NodeID())
+			}
+			t.Logf("WaitReady: %v", err)
+		})
+	}
+	nodes, err := c.client.Nodes(ctxT(t))
+	if err != nil || len(nodes.Ids) != 1 {
+		t.Fatalf("nodes %v (%v), want only the good slave", nodes.Ids, err)
+	}
+}
+
+// A master restarted on the same etcd keeps the CA: slaves keep running
+// their work without joining again, and the new master reads their logs.
+// A second master started without a CA issues from the same one.
+func TestSecureMasterRestartAndSecondMasterShareTheCA(t *testing.T) {
+	c := newSecureCluster(t, 2)
+	id := c.create(gdpm.ProgramForTests()+" lines 2 10ms", 2)
+	pids := c.waitRunning(id, 2)
+	nodes := []string{c.slaves[0].NodeID(), c.slaves[1].NodeID()}
+
+	// A second master with no CA of its own: it finds the cluster's in etcd.
+	m2 := c.addMaster(func(cfg *gdpm.MasterConfig) { cfg.TLS.CA = nil })
+	if m2.CAHash() != c.ca.Hash() {
+		t.Fatalf("second master's CA %s, want %s", m2.CAHash(), c.ca.Hash())
+	}
+	// The first master goes away; the second serves.
+	if err := c.masters[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.masters = c.masters[1:]
+	c.client = c.newClient(m2, secureToken)
+	waitFor(t, 20*time.Second, "the same processes through the second master", func() (bool, string) {
+		got, _, err := c.running(id)
+		return err == nil && samePids(got, pids), fmt.Sprintf("%v %v", got, err)
+	})
+	waitFor(t, 20*time.Second, "logs through the second master", func() (bool, string) {
+		n := stdoutLines(readLogs(t, c.client, id, gdpm.LogsOptions{Tail: 10}))
+		return n == 4, fmt.Sprintf("%d stdout lines", n)
+	})
+	// And a master restarted without a CA in its config: the same hash.
+	m3 := c.addMaster(func(cfg *gdpm.MasterConfig) { cfg.TLS.CA = nil })
+	if m3.CAHash() != c.ca.Hash() {
+		t.Fatalf("restarted master's CA %s, want %s", m3.CAHash(), c.ca.Hash())
+	}
+	for i, s := range c.slaves {
+		if s.NodeID() != nodes[i] {
+			t.Errorf("slave %d joined again: node %s, was %s", i, s.NodeID(), nodes[i])
+		}
+	}
+}
+
+func samePids(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[int]bool{}
+	for _, p := range a {
+		seen[p] = true
+	}
+	for _, p := range b {
+		if !seen[p] {
+			return false
+		}
+	}
+	return true
+}
+
+func stdoutLines(lines []gdpm.LogLine) int {
+	n := 0
+	for _, l := range lines {
+		if l.Stream == "stdout" {
+			n++
+		}
+	}
+	return n
+}
