@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -249,4 +252,43 @@ func stdoutLines(lines []gdpm.LogLine) int {
 		}
 	}
 	return n
+}
+
+// gdpm-master refuses a non-loopback -etcd-listen without a token (exit 2,
+// saying how to secure it); with a token it prints the CA hash of the CA
+// it keeps in the -embed-etcd dir and the join line.
+func TestMasterBinarySecuresOrStaysOnLoopback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds gdpm-master")
+	}
+	bin := buildBinary(t, "gdpm-master")
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "-embed-etcd", dir, "-etcd-listen", "0.0.0.0:0", "-http", "127.0.0.1:0", "-tcp", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "GDPM_TOKEN=")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "-etcd-listen 0.0.0.0:0 is not loopback") || !strings.Contains(string(out), "-token") {
+		t.Fatalf("non-loopback -etcd-listen without a token: %v\n%s", err, out)
+	}
+
+	p := startBinProc(t, bin, "-embed-etcd", dir, "-etcd-listen", "127.0.0.1:0", "-http", "127.0.0.1:0", "-tcp", "127.0.0.1:0", "-token", secureToken)
+	var hash, join string
+	waitFor(t, 30*time.Second, "the CA hash and the join line", func() (bool, string) {
+		for _, l := range strings.Split(p.out.String(), "\n") {
+			if h, ok := strings.CutPrefix(l, "gdpm-master: CA "); ok {
+				hash = h
+			}
+			if j, ok := strings.CutPrefix(l, "gdpm-master: join with: "); ok {
+				join = j
+			}
+		}
+		return hash != "" && join != "", p.out.String()
+	})
+	ca, created, err := gdpm.LoadOrCreateCAFiles(filepath.Join(dir, "pki"))
+	if err != nil || created {
+		t.Fatalf("CA in the etcd dir: created=%v %v", created, err)
+	}
+	if hash != ca.Hash() || !strings.HasSuffix(join, "-token $GDPM_TOKEN -ca-hash "+ca.Hash()) || !strings.HasPrefix(join, "gdpm-slave -master 127.0.0.1:") {
+		t.Fatalf("printed CA %q and join line %q; the CA in %s is %s", hash, join, dir, ca.Hash())
+	}
 }
