@@ -106,6 +106,8 @@ func (m *Master) fail(w http.ResponseWriter, r *http.Request, err error) {
 		err = fmt.Errorf("request body exceeds %d bytes", tooBig.Limit)
 	case errors.Is(err, ErrBadRequest):
 		status = http.StatusBadRequest
+	case errors.Is(err, ErrTooLarge):
+		status = http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrNotFound):
 		status = http.StatusNotFound
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrConflict):
@@ -121,6 +123,7 @@ func (m *Master) fail(w http.ResponseWriter, r *http.Request, err error) {
 // wrapping adds and without the "bad request" the status already says.
 func apiMessage(err error) string {
 	msg := strings.ReplaceAll(err.Error(), "gdpm: ", "")
+	msg = strings.TrimSuffix(msg, ": too large")
 	return strings.TrimSuffix(msg, ": bad request")
 }
 
@@ -332,6 +335,28 @@ func (m *Master) readInstances(ctx context.Context, rev int64, svc string) (inst
 	return t, nil
 }
 
+// readSchedFailures reads why the scheduler cannot place services (svc ""
+// means all), by service id. The scheduler removes a record once it
+// places the service.
+func (m *Master) readSchedFailures(ctx context.Context, rev int64, svc string) (map[string]string, error) {
+	key, opts := m.k.failed(svc), []clientv3.OpOption{clientv3.WithRev(rev)}
+	if svc == "" {
+		opts = append(opts, clientv3.WithPrefix())
+	}
+	resp, err := m.cli.Get(ctx, key, opts...)
+	if err != nil {
+		return nil, storeErr("gdpm: read scheduling failures", err)
+	}
+	out := map[string]string{}
+	for _, kv := range resp.Kvs {
+		var f schedFailure
+		if json.Unmarshal(kv.Value, &f) == nil {
+			out[strings.TrimPrefix(string(kv.Key), m.k.failedAll())] = f.Error
+		}
+	}
+	return out, nil
+}
+
 // info describes one instance: its placement joined with the status its
 // node reported (a status from another node is stale and ignored).
 func (t instanceTable) info(svc, inst string) InstanceInfo {
@@ -379,12 +404,18 @@ func (m *Master) handleListServices(w http.ResponseWriter, r *http.Request, _ ht
 		m.fail(w, r, err)
 		return
 	}
+	failed, err := m.readSchedFailures(ctx, rev, "")
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
 	out := ServiceList{Services: []ServiceSummary{}}
 	for _, s := range services {
 		running, pending := t.counts(s.ID)
 		out.Services = append(out.Services, ServiceSummary{
 			ID: s.ID, Command: s.Command, InstanceNum: s.InstanceNum,
 			Running: running, Pending: pending, Restart: s.restartPolicy(), CreatedAt: s.CreatedAt,
+			SchedError: failed[s.ID],
 		})
 	}
 	sort.Slice(out.Services, func(i, j int) bool {
@@ -434,7 +465,12 @@ func (m *Master) handleGetService(w http.ResponseWriter, r *http.Request, p http
 		m.fail(w, r, err)
 		return
 	}
-	out := ServiceDetail{Service: s, Instances: []InstanceInfo{}}
+	failed, err := m.readSchedFailures(ctx, rev, s.ID)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	out := ServiceDetail{Service: s, Instances: []InstanceInfo{}, SchedError: failed[s.ID]}
 	out.Restart = s.restartPolicy()
 	if out.StopTimeout == 0 {
 		out.StopTimeout = Duration(DefaultStopTimeout)
@@ -472,7 +508,7 @@ func (m *Master) handleCreateService(w http.ResponseWriter, r *http.Request, _ h
 		m.fail(w, r, fmt.Errorf("gdpm: service id %s already exists: %w", s.ID, ErrConflict))
 		return
 	}
-	m.log.Info("service created", "id", s.ID, "command", s.Command, "instances", s.InstanceNum)
+	m.log.Info("service created", "id", s.ID, "command", logValue(s.Command), "instances", s.InstanceNum)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	io.WriteString(w, s.ID)
@@ -565,6 +601,9 @@ func formInt(r *http.Request, name string) (*int, error) {
 func (m *Master) validateCreate(req CreateRequest) (Service, error) {
 	bad := func(format string, args ...any) (Service, error) {
 		return Service{}, fmt.Errorf(format+": %w", append(args, ErrBadRequest)...)
+	}
+	if err := checkSpecSize(Spec{Command: req.Command, Env: req.Env, Dir: req.Dir, Restart: req.Restart, StopTimeout: req.StopTimeout}); err != nil {
+		return Service{}, err
 	}
 	cmd := strings.TrimSpace(req.Command)
 	switch {

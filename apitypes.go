@@ -46,6 +46,9 @@ type ServiceSummary struct {
 	Pending     int           `json:"Pending"` // waiting for a node
 	Restart     RestartPolicy `json:"Restart"`
 	CreatedAt   time.Time     `json:"CreatedAt"`
+	// SchedError says why the scheduler cannot place the service; empty
+	// while it can.
+	SchedError string `json:"SchedError,omitempty"`
 }
 
 // ServiceList is the body of GET /service/.
@@ -71,6 +74,9 @@ type ServiceDetail struct {
 	Running   int            `json:"Running"`
 	Pending   int            `json:"Pending"`
 	Instances []InstanceInfo `json:"Instances"`
+	// SchedError says why the scheduler cannot place the service; empty
+	// while it can.
+	SchedError string `json:"SchedError,omitempty"`
 }
 
 // errorBody is every error answer: {"error": "..."}.
@@ -83,20 +89,21 @@ type EventType string
 
 // The event types of GET /events.
 const (
-	EventNodeJoined        EventType = "node.joined"        // a slave registered
-	EventNodeLeft          EventType = "node.left"          // a draining node's record went away
-	EventNodeLost          EventType = "node.lost"          // a node's record went away: lease revoked or expired
-	EventServiceCreated    EventType = "service.created"    // InstanceNum is the desired count
-	EventServiceScaled     EventType = "service.scaled"     // InstanceNum is the new desired count
-	EventServiceDeleted    EventType = "service.deleted"    // its queue goes with it; its instances are removed next
-	EventInstancePlaced    EventType = "instance.placed"    // put on Node: new, from the queue, or moved off a node that went away
-	EventInstancePending   EventType = "instance.pending"   // queued: no node online
-	EventInstanceRemoved   EventType = "instance.removed"   // taken off Node (scale-down, delete), or out of the queue
-	EventInstanceStarted   EventType = "instance.started"   // first start on Node; PID
-	EventInstanceExited    EventType = "instance.exited"    // the process exited on its own; ExitCode when known
-	EventInstanceRestarted EventType = "instance.restarted" // started again after an exit or a failure; PID, Restarts
-	EventInstanceStopped   EventType = "instance.stopped"   // stopped by its slave (removed, deleted, slave closing)
-	EventInstanceFailed    EventType = "instance.failed"    // could not be started; Message says why
+	EventNodeJoined           EventType = "node.joined"           // a slave registered
+	EventNodeLeft             EventType = "node.left"             // a draining node's record went away
+	EventNodeLost             EventType = "node.lost"             // a node's record went away: lease revoked or expired
+	EventServiceCreated       EventType = "service.created"       // InstanceNum is the desired count
+	EventServiceScaled        EventType = "service.scaled"        // InstanceNum is the new desired count
+	EventServiceDeleted       EventType = "service.deleted"       // its queue goes with it; its instances are removed next
+	EventServiceUnschedulable EventType = "service.unschedulable" // the scheduler cannot place it (Message says why); the others go on
+	EventInstancePlaced       EventType = "instance.placed"       // put on Node: new, from the queue, or moved off a node that went away
+	EventInstancePending      EventType = "instance.pending"      // queued: no node online
+	EventInstanceRemoved      EventType = "instance.removed"      // taken off Node (scale-down, delete), or out of the queue
+	EventInstanceStarted      EventType = "instance.started"      // first start on Node; PID
+	EventInstanceExited       EventType = "instance.exited"       // the process exited on its own; ExitCode when known
+	EventInstanceRestarted    EventType = "instance.restarted"    // started again after an exit or a failure; PID, Restarts
+	EventInstanceStopped      EventType = "instance.stopped"      // stopped by its slave (removed, deleted, slave closing)
+	EventInstanceFailed       EventType = "instance.failed"       // could not be started; Message says why
 )
 
 // Event is one line of GET /events: one change in the cluster, derived from

@@ -33,6 +33,10 @@ var (
 	// to the trusted cluster CA (a wrong -ca-hash pin, a foreign master).
 	ErrUntrusted = errors.New("gdpm: untrusted peer")
 
+	// ErrTooLarge is returned for input over one of the size limits in
+	// limits.go; the API answers 413.
+	ErrTooLarge = errors.New("gdpm: too large")
+
 	// ErrConflict is returned when a write lost a race with another writer;
 	// the caller may retry.
 	ErrConflict = errors.New("gdpm: conflicting update")

@@ -252,9 +252,24 @@ func (d *eventDeriver) revision(evs []*clientv3.Event, now time.Time, out []Even
 			out = d.placement(ev, f, svc, inst, "", base, out)
 		} else if svc, inst, ok := splitPair(key, d.k.statusAll()); ok {
 			out = d.status(ev, f, svc, inst, base, out)
+		} else if svc, ok := strings.CutPrefix(key, d.k.failedAll()); ok {
+			out = d.failed(ev, svc, base, out)
 		}
 	}
 	return out
+}
+
+// failed reports the scheduler's record that a service cannot be placed.
+func (d *eventDeriver) failed(ev *clientv3.Event, svc string, e Event, out []Event) []Event {
+	var f schedFailure
+	if ev.Type == clientv3.EventTypeDelete || !decode(ev.Kv, &f) {
+		return out
+	}
+	e.Type, e.Service, e.Message = EventServiceUnschedulable, svc, f.Error
+	if !f.Time.IsZero() {
+		e.Time = f.Time
+	}
+	return append(out, e)
 }
 
 // decode reads a value; false when it is missing or not what it should be.

@@ -64,8 +64,9 @@ func (d *Duration) parse(s string) error {
 	return nil
 }
 
-// Spec is how to run one instance of a service. Every instance of a service
-// carries a copy of it, so a slave needs nothing but its own assignments.
+// Spec is how to run one instance of a service. It is stored once, in the
+// service's record; an assignment refers to it by revision (see
+// Assignment), so placing an instance costs the same whatever the spec.
 type Spec struct {
 	// Command is run through /bin/sh -c, or directly when it has no shell
 	// syntax.
@@ -108,13 +109,26 @@ type Service struct {
 }
 
 // Assignment is one instance placed on a node (or, with Node empty, waiting
-// in the pending queue).
+// in the pending queue). Its key (assign/NODE/SERVICE/INSTANCE or
+// pending/SERVICE/INSTANCE) names the service, instance and node, so the
+// value the scheduler writes holds only SpecRev and PlacedAt: a few dozen
+// bytes whatever the spec.
 type Assignment struct {
-	Service  string    `json:"Service"`
-	Instance string    `json:"Instance"`
-	Node     string    `json:"Node,omitempty"`
-	Spec     Spec      `json:"Spec"`
+	Service  string `json:"Service,omitempty"`
+	Instance string `json:"Instance,omitempty"`
+	Node     string `json:"Node,omitempty"`
+	// SpecRev is the mod revision of the service record the scheduler
+	// placed the instance from: the instance runs the Spec of that
+	// record. The scheduler's write is guarded by that revision, so the
+	// record at SpecRev exists; the slave reads it there.
+	SpecRev int64 `json:"SpecRev,omitempty"`
+	// Spec is what the instance runs. The scheduler leaves it out (SpecRev
+	// names it) and the slave fills it in; an assignment written with a
+	// Spec and no SpecRev (by gdpm 0.1, or by hand) runs that Spec.
+	Spec     Spec      `json:"Spec,omitzero"`
 	PlacedAt time.Time `json:"PlacedAt"`
+
+	resolved bool // Spec is known: filled in by the slave, or inline
 }
 
 // InstanceState is where an instance is in its life.

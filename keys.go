@@ -13,6 +13,7 @@ const DefaultPrefix = "/gdpm/"
 //	<p>pending/<svc>/<inst>          Assignment waiting for a node
 //	<p>status/<svc>/<inst>           InstanceStatus, bound to the slave's lease
 //	<p>sched/cursor                  id of the node that got the last placement
+//	<p>sched/failed/<svc>            schedFailure: why svc cannot be placed
 //	<p>election/                     leader election of the masters
 //
 // Assignment keys carry the node id first so that a slave reads and watches
@@ -44,6 +45,8 @@ func (k keyspace) statusAll() string               { return k.p + "status/" }
 func (k keyspace) statuses(svc string) string      { return k.p + "status/" + svc + "/" }
 func (k keyspace) status(svc, inst string) string  { return k.p + "status/" + svc + "/" + inst }
 func (k keyspace) cursor() string                  { return k.p + "sched/cursor" }
+func (k keyspace) failedAll() string               { return k.p + "sched/failed/" }
+func (k keyspace) failed(svc string) string        { return k.p + "sched/failed/" + svc }
 func (k keyspace) election() string                { return k.p + "election/" }
 
 // splitAssign parses an assignment key into node, service and instance ids.

@@ -54,13 +54,21 @@ type MasterConfig struct {
 	// RequestTimeout bounds every etcd call, so the API answers 503 rather
 	// than hang when etcd is unreachable. Default 3s.
 	RequestTimeout time.Duration
-	// MaxInstances caps InstanceNum of one service. Default 10000.
+	// MaxInstances caps InstanceNum of one service. Default
+	// DefaultMaxInstances (10000).
 	MaxInstances int
-	// MaxBodyBytes caps a request body. Default 1 MiB.
+	// MaxBodyBytes caps a request body. Default DefaultMaxBodyBytes
+	// (1 MiB). The size limits of a spec are in limits.go.
 	MaxBodyBytes int64
 	// TxnOps is the most operations one scheduler transaction holds; etcd
-	// refuses more than its --max-txn-ops (default 128). Default 128.
+	// refuses more than its --max-txn-ops (default 128). Default
+	// DefaultTxnOps (128).
 	TxnOps int
+	// TxnBytes is the most bytes (keys, values and compares) one
+	// scheduler transaction holds; etcd refuses a request over its
+	// --max-request-bytes (default 1.5 MiB), so keep it well under that.
+	// Default DefaultTxnBytes (256 KiB); at least MinTxnBytes (1 KiB).
+	TxnBytes int
 	// ResyncInterval is how often the scheduler compares every service
 	// with its placements even when nothing changed. Default 30s.
 	ResyncInterval time.Duration
@@ -79,9 +87,6 @@ const (
 	DefaultLeaseTTL       = 5 * time.Second
 	DefaultElectionTTL    = 5 * time.Second
 	DefaultRequestTimeout = 3 * time.Second
-	DefaultMaxInstances   = 10000
-	DefaultMaxBodyBytes   = 1 << 20
-	DefaultTxnOps         = 128
 	DefaultResync         = 30 * time.Second
 )
 
@@ -121,6 +126,10 @@ func (c MasterConfig) withDefaults() (MasterConfig, error) {
 	c.TxnOps = orDefault(c.TxnOps, DefaultTxnOps)
 	if c.TxnOps < 4 {
 		return c, fmt.Errorf("%w: TxnOps must be at least 4", ErrInvalidConfig)
+	}
+	c.TxnBytes = orDefault(c.TxnBytes, DefaultTxnBytes)
+	if c.TxnBytes < MinTxnBytes {
+		return c, fmt.Errorf("%w: TxnBytes must be at least %d", ErrInvalidConfig, MinTxnBytes)
 	}
 	if c.Logger == nil {
 		c.Logger = discardLogger()
@@ -375,7 +384,7 @@ func (m *Master) leadTerm(ctx context.Context) error {
 	}()
 	s := &scheduler{
 		cli: m.cli, k: m.k, leaderKey: el.Key(), leaderRev: el.Rev(),
-		maxOps: m.cfg.TxnOps, timeout: m.cfg.RequestTimeout, resync: m.cfg.ResyncInterval,
+		maxOps: m.cfg.TxnOps, maxBytes: m.cfg.TxnBytes, timeout: m.cfg.RequestTimeout, resync: m.cfg.ResyncInterval,
 		log: m.log, stats: &m.stats, observe: m.metrics.observeSchedLatency,
 	}
 	err = s.run(tctx)

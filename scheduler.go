@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -29,12 +31,18 @@ var errNotLeader = errors.New("gdpm: no longer the scheduling leader")
 // Every write is a transaction guarded by the leader's election key, so a
 // deposed leader cannot write, and by the mod revision of each service it
 // read, so a plan made from a stale spec is thrown away and made again.
+// Transactions are cut by operations and by bytes. A transaction etcd
+// refuses for what it holds (not for being unreachable) is written again
+// service by service, and a service whose own writes are refused is
+// reported (sched/failed/SERVICE, an event) and skipped, so one service
+// never holds up the others.
 type scheduler struct {
 	cli       *clientv3.Client
 	k         keyspace
 	leaderKey string
 	leaderRev int64
 	maxOps    int
+	maxBytes  int
 	timeout   time.Duration
 	resync    time.Duration
 	log       *slog.Logger
@@ -151,7 +159,7 @@ func (s *scheduler) load(ctx context.Context) error {
 	s.seen = map[string]time.Time{}
 	s.allDirty = true
 	var rev int64
-	for _, prefix := range []string{s.k.nodes(), s.k.services(), s.k.assignAll(), s.k.pendingAll(), s.k.cursor()} {
+	for _, prefix := range []string{s.k.nodes(), s.k.services(), s.k.assignAll(), s.k.pendingAll(), s.k.cursor(), s.k.failedAll()} {
 		opts := []clientv3.OpOption{clientv3.WithPrefix()}
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
@@ -182,6 +190,7 @@ type unit struct {
 	val     string
 	placed  bool   // put an instance on a node
 	cursor  string // the rotation cursor after this unit, when placed
+	meta    bool   // bookkeeping (a failure record), not an instance
 }
 
 func (u unit) ops() int {
@@ -207,6 +216,9 @@ func (s *scheduler) reconcile(ctx context.Context) error {
 		for id := range s.view.instances {
 			seen[id] = true
 		}
+		for id := range s.view.failed {
+			seen[id] = true
+		}
 		for id := range seen {
 			ids = append(ids, id)
 		}
@@ -229,11 +241,21 @@ func (s *scheduler) reconcile(ctx context.Context) error {
 		s.observeLatency(ids, nil)
 		return nil
 	}
-	committed, err := s.write(ctx, units)
+	done, err := s.write(ctx, units)
+	committed := units[:done:done]
+	var refused *placementError
+	if errors.As(err, &refused) {
+		var more []unit
+		more, err = s.isolate(ctx, units[done:])
+		committed = append(committed, more...)
+		// The rotation in etcd is where the last committed placement
+		// left it; the refused ones advanced only the plan's.
+		s.view.cursor = cursorAfter(committed, startCursor)
+	}
 	if err != nil {
 		// Roll the rotation back to what etcd has and look at every
 		// service again once the view has caught up.
-		s.view.cursor = cursorAfter(units[:committed], startCursor)
+		s.view.cursor = cursorAfter(committed, startCursor)
 		s.allDirty = true
 		if errors.Is(err, ErrConflict) {
 			return nil
@@ -241,8 +263,100 @@ func (s *scheduler) reconcile(ctx context.Context) error {
 		return err
 	}
 	s.stats.Passes.Add(1)
-	s.observeLatency(ids, units)
+	s.observeLatency(ids, committed)
 	return nil
+}
+
+// isolate writes units service by service after a transaction holding them
+// was refused: a service whose own writes are refused is recorded as failed
+// and skipped, and the others are placed. It returns the units committed.
+// A plan appends each service's units together, so they are contiguous.
+func (s *scheduler) isolate(ctx context.Context, units []unit) ([]unit, error) {
+	var committed []unit
+	for len(units) > 0 {
+		n := 1
+		for n < len(units) && units[n].service == units[0].service {
+			n++
+		}
+		group := units[:n]
+		units = units[n:]
+		done, err := s.write(ctx, group)
+		committed = append(committed, group[:done]...)
+		var refused *placementError
+		if errors.As(err, &refused) {
+			err = s.markFailed(ctx, group[0].service, refused)
+		}
+		if err != nil {
+			return committed, err
+		}
+	}
+	return committed, nil
+}
+
+// schedFailure is the value of sched/failed/SERVICE: the scheduler could
+// not place the service as its record stood at SpecRev.
+type schedFailure struct {
+	SpecRev int64     `json:"SpecRev"`
+	Error   string    `json:"Error"`
+	Time    time.Time `json:"Time"`
+}
+
+// maxFailureRecord bounds the failure record's key and value: under etcd's
+// default request limit whatever TxnBytes says. A service id longer than
+// that is reported in the log only.
+const maxFailureRecord = 1 << 20
+
+// markFailed records that svc cannot be placed at its current revision, so
+// that the API and the events show why and the scheduler stops trying
+// until the service changes.
+func (s *scheduler) markFailed(ctx context.Context, svc string, cause *placementError) error {
+	rev := s.view.services[svc].modRev
+	s.log.Warn("a service cannot be placed; scheduling the others", "service", logValue(svc), "err", logValue(cause.Error()))
+	s.view.failed[svc] = rev
+	val, _ := json.Marshal(schedFailure{SpecRev: rev, Error: truncate(cause.Error(), 1024), Time: time.Now().UTC()})
+	key := s.k.failed(svc)
+	if len(key)+len(val) > maxFailureRecord {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	resp, err := s.cli.Txn(cctx).
+		If(clientv3.Compare(clientv3.CreateRevision(s.leaderKey), "=", s.leaderRev)).
+		Then(clientv3.OpPut(key, string(val))).
+		Commit()
+	cancel()
+	switch {
+	case err != nil && refusedTxn(err):
+		return nil // remembered in the view; nothing more to do
+	case err != nil:
+		return storeErr("gdpm: scheduler failure record", err)
+	case !resp.Succeeded:
+		return s.whyFailed(ctx, resp.Header.Revision)
+	}
+	s.lastWrite = resp.Header.Revision
+	s.own[resp.Header.Revision] = true
+	return nil
+}
+
+// placementError is a scheduler transaction that etcd (or the client)
+// refused for what it holds, not because etcd is unreachable: the same
+// writes would be refused again, so they are not retried as they are. It
+// is not ErrUnavailable: etcd works.
+type placementError struct{ err error }
+
+func (e *placementError) Error() string { return "placement refused: " + e.err.Error() }
+func (e *placementError) Unwrap() error { return e.err }
+
+// refusedTxn reports whether etcd or the client refused a request for its
+// content (too large, too many operations) rather than failed to deliver
+// it: the same request would be refused again.
+func refusedTxn(err error) bool {
+	for _, e := range []error{rpctypes.ErrRequestTooLarge, rpctypes.ErrTooManyOps, rpctypes.ErrDuplicateKey, rpctypes.ErrEmptyKey} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	// The client's own limit on what it sends (grpc ResourceExhausted).
+	return strings.Contains(rpctypes.ErrorDesc(err), "larger than max")
 }
 
 // observeLatency reports, for each planned service whose change brought
@@ -304,6 +418,14 @@ func (s *scheduler) plan(id string, now time.Time, units []unit) []unit {
 	remove := func(inst string) {
 		units = append(units, unit{service: id, del: keyOf(inst)})
 	}
+	if failedRev, failed := v.failed[id]; failed {
+		if exists && failedRev == entry.modRev {
+			return units // refused as it stands; a change tries again
+		}
+		// Changed or gone since it failed: the record goes with
+		// this plan's first transaction for the service.
+		units = append(units, unit{service: id, del: s.k.failed(id), meta: true})
+	}
 	if !exists {
 		for _, list := range [][]string{pending, orphans, onLive} {
 			for _, inst := range list {
@@ -346,7 +468,6 @@ func (s *scheduler) plan(id string, now time.Time, units []unit) []unit {
 		}
 	}
 
-	spec := entry.Spec
 	place := func(inst, oldKey string) {
 		node := v.nextNode()
 		u := unit{service: id, del: oldKey}
@@ -359,7 +480,7 @@ func (s *scheduler) plan(id string, now time.Time, units []unit) []unit {
 			u.put = s.k.assign(node, id, inst)
 			u.placed, u.cursor = true, node
 		}
-		val, _ := json.Marshal(Assignment{Service: id, Instance: inst, Node: node, Spec: spec, PlacedAt: now})
+		val, _ := json.Marshal(Assignment{SpecRev: entry.modRev, PlacedAt: now})
 		u.val = string(val)
 		units = append(units, u)
 	}
@@ -379,41 +500,73 @@ func (s *scheduler) plan(id string, now time.Time, units []unit) []unit {
 	return units
 }
 
-// write commits units in transactions of at most maxOps operations. It
-// returns how many units were committed before an error.
+// opBytes is what etcd's request size counts for one operation or compare
+// beyond its key and value (protobuf framing, revisions), rounded up.
+const opBytes = 32
+
+// bytes is what u adds to a transaction's request.
+func (u unit) bytes() int {
+	n := 0
+	if u.del != "" {
+		n += len(u.del) + opBytes
+	}
+	if u.put != "" {
+		n += len(u.put) + len(u.val) + opBytes
+	}
+	return n
+}
+
+// write commits units in transactions of at most maxOps operations and
+// maxBytes bytes. It returns how many units were committed before an
+// error; a *placementError when etcd refused a transaction for what it
+// holds, or a unit alone is over maxBytes.
 func (s *scheduler) write(ctx context.Context, units []unit) (int, error) {
+	// The leader's compare and the rotation cursor's put.
+	base := len(s.leaderKey) + len(s.k.cursor()) + 64 + 2*opBytes
 	done := 0
 	for done < len(units) {
 		ops := []clientv3.Op{}
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.leaderKey), "=", s.leaderRev)}
 		inTxn := map[string]bool{}
 		cursor := ""
-		var bytes int64
+		var written int64
+		size := base
 		end := done
 		for end < len(units) {
 			u := units[end]
-			extra := u.ops()
-			if !inTxn[u.service] {
+			extra, extraBytes := u.ops(), u.bytes()
+			// A failure record goes without the service's compare:
+			// it is removed whatever the service's state.
+			compare := !inTxn[u.service] && !u.meta
+			if compare {
 				extra++ // its compare
+				extraBytes += len(s.k.service(u.service)) + opBytes
 			}
-			if len(ops)+extra+1 > s.maxOps && end > done {
-				break
+			if len(ops)+extra+1 > s.maxOps || size+extraBytes > s.maxBytes {
+				if end > done {
+					break
+				}
+				if size+extraBytes > s.maxBytes {
+					return done, &placementError{fmt.Errorf("one placement of service %s needs %d bytes in a transaction, over TxnBytes (%d)",
+						logValue(u.service), base+extraBytes, s.maxBytes)}
+				}
 			}
-			if !inTxn[u.service] {
+			if compare {
 				inTxn[u.service] = true
 				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.k.service(u.service)), "=", s.view.services[u.service].modRev))
 			}
 			if u.del != "" {
 				ops = append(ops, clientv3.OpDelete(u.del))
-				bytes += int64(len(u.del))
+				written += int64(len(u.del))
 			}
 			if u.put != "" {
 				ops = append(ops, clientv3.OpPut(u.put, u.val))
-				bytes += int64(len(u.put) + len(u.val))
+				written += int64(len(u.put) + len(u.val))
 			}
 			if u.placed {
 				cursor = u.cursor
 			}
+			size += extraBytes
 			end++
 		}
 		if cursor != "" {
@@ -423,6 +576,9 @@ func (s *scheduler) write(ctx context.Context, units []unit) (int, error) {
 		resp, err := s.cli.Txn(cctx).If(cmps...).Then(ops...).Commit()
 		cancel()
 		if err != nil {
+			if refusedTxn(err) {
+				return done, &placementError{err}
+			}
 			return done, storeErr("gdpm: scheduler write", err)
 		}
 		if !resp.Succeeded {
@@ -431,11 +587,12 @@ func (s *scheduler) write(ctx context.Context, units []unit) (int, error) {
 		s.lastWrite = resp.Header.Revision
 		s.own[resp.Header.Revision] = true
 		s.stats.Txns.Add(1)
-		s.stats.TxnBytes.Add(bytes)
+		s.stats.TxnBytes.Add(written)
 		for _, u := range units[done:end] {
-			if u.placed {
+			switch {
+			case u.placed:
 				s.stats.Placements.Add(1)
-			} else if u.put == "" {
+			case u.put == "" && !u.meta:
 				s.stats.Removals.Add(1)
 			}
 		}

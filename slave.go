@@ -592,9 +592,11 @@ func (s *Slave) revoke(cli *clientv3.Client, id clientv3.LeaseID) {
 
 // follow reads the node's assignments, then watches for changes from the
 // revision it read; after a compaction it reads again. It returns when ctx
-// ends or etcd cannot be read.
+// ends or etcd cannot be read. An assignment names its spec by revision;
+// specs resolves it before the supervisor sees it.
 func (s *Slave) follow(ctx context.Context, cli *clientv3.Client, k keyspace, nodeID string, sup *supervisor) error {
 	prefix := k.assigns(nodeID)
+	specs := newSpecCache(cli, k, s.cfg.RequestTimeout, s.log)
 	for ctx.Err() == nil {
 		cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 		resp, err := cli.Get(cctx, prefix, clientv3.WithPrefix())
@@ -604,9 +606,12 @@ func (s *Slave) follow(ctx context.Context, cli *clientv3.Client, k keyspace, no
 		}
 		desired := map[string]Assignment{}
 		for _, kv := range resp.Kvs {
-			if a, ok := parseAssignment(kv.Value); ok {
+			if a, ok := parseAssignment(k, kv.Key, kv.Value); ok {
 				desired[a.Service+"/"+a.Instance] = a
 			}
+		}
+		if err := specs.resolve(ctx, desired); err != nil {
+			return err
 		}
 		sup.sync(desired)
 		s.readyOnce.Do(func() { close(s.ready) })
@@ -624,9 +629,15 @@ func (s *Slave) follow(ctx context.Context, cli *clientv3.Client, k keyspace, no
 				}
 				if ev.Type == clientv3.EventTypeDelete {
 					delete(desired, svc+"/"+inst)
-				} else if a, ok := parseAssignment(ev.Kv.Value); ok {
+				} else if a, ok := parseAssignment(k, ev.Kv.Key, ev.Kv.Value); ok {
 					desired[svc+"/"+inst] = a
 				}
+			}
+			if err := specs.resolve(ctx, desired); err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("cannot read the specs of new assignments; reading again", "err", err)
+				}
+				break
 			}
 			sup.sync(desired)
 		}
@@ -634,10 +645,14 @@ func (s *Slave) follow(ctx context.Context, cli *clientv3.Client, k keyspace, no
 	return ctx.Err()
 }
 
-func parseAssignment(b []byte) (Assignment, bool) {
+// parseAssignment reads an assignment key and value; the key names the
+// service, instance and node.
+func parseAssignment(k keyspace, key, val []byte) (Assignment, bool) {
 	var a Assignment
-	if err := json.Unmarshal(b, &a); err != nil || a.Service == "" || a.Instance == "" {
+	node, svc, inst, ok := k.splitAssign(string(key))
+	if !ok || json.Unmarshal(val, &a) != nil {
 		return a, false
 	}
+	a.Node, a.Service, a.Instance = node, svc, inst
 	return a, true
 }

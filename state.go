@@ -21,6 +21,10 @@ type clusterView struct {
 	// instances holds every assigned or pending instance, by service.
 	instances map[string]map[string]placement
 	cursor    string
+	// failed holds the services whose placement etcd refused, with the
+	// mod revision of the record that failed: the scheduler does not try
+	// that revision again; a change of the service (a scale) tries again.
+	failed map[string]int64
 }
 
 type serviceEntry struct {
@@ -39,6 +43,7 @@ func newClusterView(k keyspace) *clusterView {
 		nodes:     map[string]Node{},
 		services:  map[string]serviceEntry{},
 		instances: map[string]map[string]placement{},
+		failed:    map[string]int64{},
 	}
 }
 
@@ -84,6 +89,15 @@ func (v *clusterView) apply(kv *mvccpb.KeyValue, deleted bool) change {
 			v.setInstance(svc, inst, "", deleted)
 			return change{placement: svc}
 		}
+	case strings.HasPrefix(key, v.k.failedAll()):
+		id := strings.TrimPrefix(key, v.k.failedAll())
+		var f schedFailure
+		if deleted || json.Unmarshal(kv.Value, &f) != nil {
+			delete(v.failed, id)
+		} else {
+			v.failed[id] = f.SpecRev
+		}
+		return change{placement: id}
 	case key == v.k.cursor():
 		v.cursor = string(kv.Value)
 	}

@@ -50,6 +50,9 @@ func (sup *supervisor) syncLocked() {
 		if _, ok := sup.stopping[key]; ok {
 			continue // started again once its old runner is gone
 		}
+		if !a.resolved {
+			continue // its spec is unknown: the service is gone
+		}
 		sup.running[key] = startRunner(runnerConfig{
 			Assignment:  a,
 			Node:        sup.node,

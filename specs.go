@@ -1,0 +1,109 @@
+package gdpm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// specCache gives a slave the spec each of its assignments names. An
+// assignment carries no spec, only its service and SpecRev, the mod
+// revision of the service record the scheduler placed it from; the slave
+// reads the record at exactly that revision. Reading by revision makes the
+// order of events irrelevant: the assignment may name a revision newer than
+// anything this slave has seen (etcd's reads are linearizable), and a later
+// change of the record (a scale) does not change what an assignment runs.
+// A spec is read once per (service, revision), however many instances name
+// it, and kept while an assignment names it.
+//
+// Only the session's follow goroutine uses it.
+type specCache struct {
+	cli     *clientv3.Client
+	k       keyspace
+	timeout time.Duration
+	log     *slog.Logger
+	specs   map[specRef]Spec
+}
+
+type specRef struct {
+	svc string
+	rev int64
+}
+
+func newSpecCache(cli *clientv3.Client, k keyspace, timeout time.Duration, log *slog.Logger) *specCache {
+	return &specCache{cli: cli, k: k, timeout: timeout, log: log, specs: map[specRef]Spec{}}
+}
+
+// resolve fills in the Spec of every assignment in desired and marks it
+// resolved. An assignment whose service record is gone stays unresolved:
+// the service was deleted and the scheduler removes its assignments; the
+// supervisor starts nothing for it (and does not stop a copy that runs).
+// It fails only when etcd cannot be read.
+func (c *specCache) resolve(ctx context.Context, desired map[string]Assignment) error {
+	used := map[specRef]bool{}
+	missing := map[specRef]bool{}
+	for key, a := range desired {
+		if a.SpecRev == 0 {
+			// Written with its spec inline (gdpm 0.1, or by hand).
+			a.resolved = a.Spec.Command != ""
+			desired[key] = a
+			continue
+		}
+		ref := specRef{a.Service, a.SpecRev}
+		used[ref] = true
+		if a.resolved || missing[ref] {
+			continue
+		}
+		spec, ok := c.specs[ref]
+		if !ok {
+			var err error
+			if spec, ok, err = c.read(ctx, ref); err != nil {
+				return err
+			}
+			if !ok {
+				missing[ref] = true
+				continue
+			}
+			c.specs[ref] = spec
+		}
+		a.Spec, a.resolved = spec, true
+		desired[key] = a
+	}
+	for ref := range c.specs {
+		if !used[ref] {
+			delete(c.specs, ref)
+		}
+	}
+	return nil
+}
+
+// read returns the spec of a service record at a revision; false when the
+// service does not exist there.
+func (c *specCache) read(ctx context.Context, ref specRef) (Spec, bool, error) {
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, err := c.cli.Get(cctx, c.k.service(ref.svc), clientv3.WithRev(ref.rev))
+	if errors.Is(err, rpctypes.ErrCompacted) || errors.Is(err, rpctypes.ErrFutureRev) {
+		// The history is gone. A spec never changes once created (a
+		// scale rewrites only InstanceNum), so the latest record of
+		// the service holds the same spec.
+		resp, err = c.cli.Get(cctx, c.k.service(ref.svc))
+	}
+	if err != nil {
+		return Spec{}, false, storeErr("gdpm: read spec of service "+logValue(ref.svc), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return Spec{}, false, nil
+	}
+	var s Service
+	if err := json.Unmarshal(resp.Kvs[0].Value, &s); err != nil {
+		c.log.Warn("service record is corrupt; its instances cannot start", "service", logValue(ref.svc), "err", err)
+		return Spec{}, false, nil
+	}
+	return s.Spec, true, nil
+}
