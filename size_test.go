@@ -86,16 +86,6 @@ func TestSpecAtSizeLimitSchedules(t *testing.T) {
 	}
 }
 
-func etcdClient(t testing.TB, c *cluster) *clientv3.Client {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.eps, DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
-
 func etcdRev(t testing.TB, cli *clientv3.Client) int64 {
 	t.Helper()
 	resp, err := cli.Get(ctxT(t), "/", clientv3.WithCountOnly())
@@ -109,7 +99,7 @@ func etcdRev(t testing.TB, cli *clientv3.Client) int64 {
 // limit, and nothing is written.
 func TestSpecOverSizeLimitRefused(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
-	cli := etcdClient(t, c)
+	cli := etcdClient(t, c.eps, nil)
 	body := func(req gdpm.CreateRequest) string {
 		b, _ := json.Marshal(req)
 		return string(b)
@@ -185,7 +175,7 @@ func TestUnplaceableServiceIsolated(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t, clusterOpts{slaves: 1, master: func(cfg *gdpm.MasterConfig) { cfg.TxnBytes = tc.txnBytes }})
-			cli := etcdClient(t, c)
+			cli := etcdClient(t, c.eps, nil)
 			events, err := c.client.Events(ctxT(t), 0)
 			if err != nil {
 				t.Fatal(err)
@@ -297,7 +287,7 @@ func TestSchedulerTxnByteCap(t *testing.T) {
 		t.Skip("cluster test")
 	}
 	c := newCluster(t, clusterOpts{slaves: 2, master: func(cfg *gdpm.MasterConfig) { cfg.TxnBytes = gdpm.MinTxnBytes }})
-	cli := etcdClient(t, c)
+	cli := etcdClient(t, c.eps, nil)
 	_, _, txns0, _ := c.master().SchedulerStats()
 	n := 30
 	id := c.create("sleep 1000", n)
