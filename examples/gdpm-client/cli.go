@@ -46,6 +46,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string,
 	connect func(gdpm.ClientConfig) (api, error)) int {
+	if len(args) > 0 && args[0] == completeVerb {
+		return runComplete(ctx, args[1:], stdout, getenv, connect)
+	}
 	cmd, err := parse(args, getenv)
 	if err != nil {
 		var ue *usageError
@@ -68,6 +71,9 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		} else {
 			_, err = fmt.Fprintln(stdout, gdpm.Version)
 		}
+		return report(ctx, stderr, cmd, err)
+	case kindCompletion:
+		_, err = io.WriteString(stdout, completionScript(cmd.ID))
 		return report(ctx, stderr, cmd, err)
 	}
 	cfg := gdpm.ClientConfig{Addr: cmd.Addr, Token: cmd.Token, CAHash: cmd.CAHash}
@@ -109,42 +115,11 @@ func report(ctx context.Context, stderr io.Writer, cmd command, err error) int {
 func execute(ctx context.Context, c api, cmd command, w io.Writer) error {
 	asJSON := cmd.Output == outJSON
 	switch cmd.Kind {
-	case kindGetNodes:
-		l, err := c.Nodes(ctx)
-		if err != nil {
-			return err
+	case kindGetNodes, kindGetNode, kindGetServices, kindGetService:
+		if cmd.Watch {
+			return watch(ctx, c, cmd, w)
 		}
-		if asJSON {
-			return writeJSON(w, l)
-		}
-		return renderNodes(w, l)
-	case kindGetNode:
-		s, err := c.Node(ctx, cmd.ID)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return writeJSON(w, s)
-		}
-		return renderNode(w, s)
-	case kindGetServices:
-		list, err := c.Services(ctx)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return writeJSON(w, gdpm.ServiceList{Services: list})
-		}
-		return renderServices(w, list)
-	case kindGetService:
-		d, err := c.Service(ctx, cmd.ID)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return writeJSON(w, d)
-		}
-		return renderService(w, d, time.Local)
+		return get(ctx, c, cmd, w)
 	case kindCreate:
 		id, err := c.CreateService(ctx, cmd.Create)
 		if err != nil {

@@ -277,7 +277,7 @@ func TestHelp(t *testing.T) {
 		{"get", "-h"}, {"get", "node", "-h"}, {"help", "get"},
 		{"create", "-h"}, {"create", "python3", "-u", "-h"},
 		{"update", "-h"}, {"update", "S1", "-r", "-1", "-help"},
-		{"delete", "-h"}, {"logs", "-h"}, {"logs", "S1", "-f", "-h"}, {"help", "logs"}, {"events", "-h"}, {"help", "events"}, {"version", "-h"}, {"help", "-h"},
+		{"delete", "-h"}, {"completion", "-h"}, {"help", "completion"}, {"logs", "-h"}, {"logs", "S1", "-f", "-h"}, {"help", "logs"}, {"events", "-h"}, {"help", "events"}, {"version", "-h"}, {"help", "-h"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -298,7 +298,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("no help page with examples for %q", topic)
 		}
 	}
-	for _, topic := range []string{"", "get", "create", "update", "delete", "logs", "events", "version"} {
+	for _, topic := range []string{"", "get", "create", "update", "delete", "logs", "events", "version", "completion"} {
 		name := "help-" + topic
 		if topic == "" {
 			name = "help"

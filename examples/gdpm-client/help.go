@@ -2,15 +2,16 @@ package main
 
 // usageLines is the one-line synopsis printed under a usage error.
 var usageLines = map[string]string{
-	"":        "usage: gdpm-client [-addr URL] [-token TOKEN] [-ca-hash HASH] [-o table|json] get|create|update|delete|logs|events|version|help ...",
-	"get":     "usage: gdpm-client get nodes | get node ID | get services | get service ID",
-	"create":  "usage: gdpm-client create [-r N] [-e KEY=VAL]... [-dir DIR] [-restart always|on-failure|never] [-stop-timeout D] [--] COMMAND...",
-	"update":  "usage: gdpm-client update -r N ID",
-	"delete":  "usage: gdpm-client delete ID",
-	"logs":    "usage: gdpm-client logs [-f] [-n N] [-instance ID] SERVICE",
-	"events":  "usage: gdpm-client events [-since REVISION]",
-	"version": "usage: gdpm-client version",
-	"help":    "usage: gdpm-client help [VERB]",
+	"":           "usage: gdpm-client [-addr URL] [-token TOKEN] [-ca-hash HASH] [-o table|json] get|create|update|delete|logs|events|version|completion|help ...",
+	"get":        "usage: gdpm-client get [-w] nodes | node ID | services | service ID",
+	"create":     "usage: gdpm-client create [-r N] [-e KEY=VAL]... [-dir DIR] [-restart always|on-failure|never] [-stop-timeout D] [--] COMMAND...",
+	"update":     "usage: gdpm-client update -r N ID",
+	"delete":     "usage: gdpm-client delete ID",
+	"logs":       "usage: gdpm-client logs [-f] [-n N] [-instance ID] SERVICE",
+	"events":     "usage: gdpm-client events [-since REVISION]",
+	"version":    "usage: gdpm-client version",
+	"completion": "usage: gdpm-client completion bash|zsh|fish",
+	"help":       "usage: gdpm-client help [VERB]",
 }
 
 const globalFlags = `Global flags (anywhere on the line, before "--"):
@@ -38,12 +39,14 @@ Verbs:
   get node ID               list the services placed on node ID
   get services              list the services
   get service ID            show service ID and every one of its instances
+  get -w ...                the same, redrawn on every change until interrupted
   create [flags] COMMAND... start a service running COMMAND; prints its ID
   update -r N ID            scale service ID to N instances
   delete ID                 stop every instance of service ID and remove it
   logs [-f] [-n N] SERVICE  print the service's output; -f follows it
   events [-since REVISION]  follow the cluster's events until interrupted
   version                   print the gdpm version (no network)
+  completion SHELL          print a completion script for bash, zsh or fish
   help [VERB]               print help for VERB, as "VERB -h" does
 
 ` + globalFlags + `
@@ -51,32 +54,44 @@ Flags may come before or after the other words: "update ID -r 2" is
 "update -r 2 ID". Every word after "--" is an argument, never a flag.
 
 Exit status: 0 done, 1 the request failed (the message says why),
-2 bad command line, 130 interrupted ("logs -f" exits 0: an interrupt is
-how it ends).
+2 bad command line, 130 interrupted ("logs -f" and "get -w" exit 0: an
+interrupt is how they end).
 
 Examples:
   gdpm-client get nodes
   gdpm-client create -r 3 -e PORT=8080 -- python3 -u /srv/app.py --port 8080
   gdpm-client update 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c -r 5
   gdpm-client logs -f 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
+  gdpm-client get services -w
   GDPM_ADDR=http://master:8989 gdpm-client -o json get services
+  source <(gdpm-client completion bash)
 `,
 
 	"get": `Usage:
-  gdpm-client get nodes           list the nodes
-  gdpm-client get node ID         list the services placed on node ID
-  gdpm-client get services        list the services
-  gdpm-client get service ID      show service ID and its instances
+  gdpm-client get [-w] nodes        list the nodes
+  gdpm-client get [-w] node ID      list the services placed on node ID
+  gdpm-client get [-w] services     list the services
+  gdpm-client get [-w] service ID   show service ID and its instances
 
 A node's STATUS is online (1) or draining (2, shutting down: its instances
 are moving away). Commands longer than 50 characters are shortened in
 tables; -o json prints them whole, along with every other field.
+
+Flags:
+  -w                watch: print the result again after every change in
+                    the cluster (it follows the master's event stream, as
+                    "events" does; it does not poll), until interrupted
+                    (Ctrl-C), which exits 0. On a terminal each frame
+                    replaces the one before; elsewhere frames follow each
+                    other under a header line. If the stream breaks, -w
+                    resumes where it stopped once a master answers again.
 
 ` + globalFlags + `
 Examples:
   gdpm-client get nodes
   gdpm-client get service 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
   gdpm-client get services -o json
+  gdpm-client get -w service 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
 `,
 
 	"create": `Usage:
@@ -177,7 +192,9 @@ Examples:
 Follow what happens in the cluster, one event a line, until interrupted
 (Ctrl-C): nodes joining and going, services created, scaled and deleted,
 instances placed, queued, removed, started, exited, restarted, stopped and
-failed. Every master serves the same events.
+failed. Every master serves the same events. Ids are shortened to their
+first 8 characters, as the web interface shows them (-o json has them
+whole).
 
 Flags:
   -since REVISION   first print what happened after REVISION (the REVISION
@@ -193,6 +210,23 @@ Examples:
   gdpm-client events
   gdpm-client events -since 1042
   gdpm-client events -o json | jq -c 'select(.Type == "instance.exited")'
+`,
+
+	"completion": `Usage:
+  gdpm-client completion bash|zsh|fish
+
+Print a script that makes the shell complete gdpm-client's verbs, flags,
+the values of -o and -restart, and, when the master can be reached (with
+GDPM_ADDR and GDPM_TOKEN, or -addr and -token on the line being typed),
+service and node ids. The script asks gdpm-client itself for the
+candidates, so it stays right across upgrades.
+
+` + globalFlags + `
+Examples:
+  gdpm-client completion bash > /etc/bash_completion.d/gdpm-client
+  source <(gdpm-client completion bash)
+  gdpm-client completion zsh > "${fpath[1]}/_gdpm-client"
+  gdpm-client completion fish > ~/.config/fish/completions/gdpm-client.fish
 `,
 
 	"version": `Usage:

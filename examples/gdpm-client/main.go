@@ -9,6 +9,8 @@
 //	gdpm-client logs -f 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
 //	gdpm-client -o json get services
 //	gdpm-client events
+//	gdpm-client get services -w
+//	source <(gdpm-client completion bash)
 //
 // Run "gdpm-client -h" for every verb and flag.
 package main

@@ -26,6 +26,7 @@ const (
 	kindDelete
 	kindEvents
 	kindLogs
+	kindCompletion
 )
 
 // Output formats for -o.
@@ -44,7 +45,8 @@ type command struct {
 	CAHash string // -ca-hash / GDPM_CA_HASH: the cluster CA's pin
 	TLSCA  string // -tls-ca / GDPM_TLS_CA: a CA file to trust
 	Output string // outTable or outJSON
-	ID     string // get node/service, update, delete, logs
+	ID     string // get node/service, update, delete, logs; completion: the shell
+	Watch  bool   // get: redraw on every event
 	N      int    // update: instances wanted
 	Since  int64  // events: resume after this revision (0: from now)
 	Create gdpm.CreateRequest
@@ -89,9 +91,10 @@ var flagDefs = map[string]flagDef{
 	"f":            {verbs: []string{"logs"}},
 	"n":            {value: true, verbs: []string{"logs"}},
 	"instance":     {value: true, verbs: []string{"logs"}},
+	"w":            {verbs: []string{"get"}},
 }
 
-var verbs = []string{"get", "create", "update", "delete", "logs", "events", "version", "help"}
+var verbs = []string{"get", "create", "update", "delete", "logs", "events", "version", "completion", "help"}
 
 type flagValue struct {
 	name, value string
@@ -235,6 +238,8 @@ func parse(args []string, getenv func(string) string) (command, error) {
 			cmd.Logs.Follow = f.value == "true"
 		case "n":
 			cmd.Logs.Tail, err = parseTail(f.value)
+		case "w":
+			cmd.Watch = f.value == "true"
 		case "instance":
 			if strings.TrimSpace(f.value) == "" {
 				err = usagef(verb, "-instance ID is empty")
@@ -272,6 +277,17 @@ func parse(args []string, getenv func(string) string) (command, error) {
 			return command{}, usagef(verb, "unexpected argument %q", args[0])
 		}
 		cmd.Kind = kindVersion
+		return cmd, nil
+	case "completion":
+		switch {
+		case len(args) == 0:
+			return command{}, usagef(verb, "missing the shell: %s", strings.Join(shells, ", "))
+		case len(args) > 1:
+			return command{}, usagef(verb, "unexpected argument %q", args[1])
+		case !slices.Contains(shells, args[0]):
+			return command{}, usagef(verb, "no completion for shell %q: use %s", args[0], strings.Join(shells, ", "))
+		}
+		cmd.Kind, cmd.ID = kindCompletion, args[0]
 		return cmd, nil
 	case "get":
 		if err := parseGet(&cmd, args); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -141,8 +142,9 @@ func renderEventHeader(w io.Writer) error {
 	return err
 }
 
-// renderEvent prints one event on one line: the ids and numbers it carries
-// as key=value, then its message. Times are shown in loc.
+// renderEvent prints one event on one line: the ids (shortened, as the
+// web interface shows them) and numbers it carries as key=value, then its
+// message. Times are shown in loc.
 func renderEvent(w io.Writer, ev gdpm.Event, loc *time.Location) error {
 	var details []string
 	add := func(key, value string) {
@@ -150,9 +152,9 @@ func renderEvent(w io.Writer, ev gdpm.Event, loc *time.Location) error {
 			details = append(details, key+"="+cell(value))
 		}
 	}
-	add("service", ev.Service)
-	add("instance", ev.Instance)
-	add("node", ev.Node)
+	add("service", shortID(ev.Service))
+	add("instance", shortID(ev.Instance))
+	add("node", shortID(ev.Node))
 	if ev.PID > 0 {
 		add("pid", strconv.Itoa(ev.PID))
 	}
@@ -169,7 +171,7 @@ func renderEvent(w io.Writer, ev gdpm.Event, loc *time.Location) error {
 	case ev.Type == gdpm.EventServiceCreated:
 		details = append(details, short(ev.Message)) // the command
 	case ev.Message != "":
-		details = append(details, cell(ev.Message))
+		details = append(details, cell(uuidPattern.ReplaceAllString(ev.Message, "$1")))
 	}
 	line := fmt.Sprintf(eventLine, when(ev.Time, loc), strconv.FormatInt(ev.Revision, 10), cell(string(ev.Type)), strings.Join(details, "  "))
 	_, err := fmt.Fprintln(w, strings.TrimRight(line, " "))
@@ -190,6 +192,22 @@ func renderLogLine(w io.Writer, l gdpm.LogLine) error {
 	_, err := fmt.Fprintln(w, prefix, logText(l.Line))
 	return err
 }
+
+// shortIDLen is how much of an id the events table shows: enough to tell
+// ids apart, and to type with a shell's completion.
+const shortIDLen = 8
+
+// shortID is the first shortIDLen characters of id.
+func shortID(id string) string {
+	if r := []rune(id); len(r) > shortIDLen {
+		return string(r[:shortIDLen])
+	}
+	return id
+}
+
+// uuidPattern finds the UUIDs (node ids) an event's message names, to
+// shorten them as the ids are.
+var uuidPattern = regexp.MustCompile(`\b([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`)
 
 // at is s[i], or def when the server sent arrays of different lengths.
 func at[T any](s []T, i int, def T) T {

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/capy-pl/gdpm"
+)
+
+// syncBuffer is a bytes.Buffer one goroutine writes while another reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitOutput polls out until cond holds, failing after 20 s.
+func waitOutput(t *testing.T, what string, out *syncBuffer, cond func(string) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(out.String()); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; output:\n%s", what, out.String())
+		}
+	}
+}
+
+// TestWatchRedrawsOnScale runs "get service ID -w" against a real cluster,
+// scales the service and sees a frame with the new count; an interrupt
+// ends the watch with exit 0.
+func TestWatchRedrawsOnScale(t *testing.T) {
+	addr := startCluster(t, "tok")
+	env := func(k string) string {
+		return map[string]string{"GDPM_ADDR": addr, "GDPM_TOKEN": "tok"}[k]
+	}
+	c, err := gdpm.NewClient(gdpm.ClientConfig{Addr: addr, Token: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := 1
+	id, err := c.CreateService(context.Background(), gdpm.CreateRequest{Command: "sleep 1000", InstanceNum: &one})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	var errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"get", "service", id, "-w"}, &out, &errb, env) }()
+
+	running := func(n int) *regexp.Regexp {
+		return regexp.MustCompile(fmt.Sprintf(`Instances:\s+%d desired, %d running`, n, n))
+	}
+	waitOutput(t, "a frame with 1 instance running", &out, func(s string) bool { return running(1).MatchString(s) })
+	frames := strings.Count(out.String(), "Every event: gdpm-client get service "+id)
+	if err := c.ScaleService(context.Background(), id, 2); err != nil {
+		t.Fatal(err)
+	}
+	waitOutput(t, "a later frame with 2 instances running", &out, func(s string) bool {
+		return strings.Count(s, "Every event: ") > frames && running(2).MatchString(s)
+	})
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK || errb.Len() > 0 {
+			t.Errorf("interrupted watch: exit %d, stderr %q; want 0 and nothing", code, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch did not end after the interrupt")
+	}
+	// Only a terminal has its screen cleared between frames.
+	if s := out.String(); strings.Contains(s, clearScreen) {
+		t.Errorf("frames written to a buffer clear the screen:\n%q", s)
+	}
+}
