@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -314,4 +315,48 @@ func TestSchedulerTxnByteCap(t *testing.T) {
 		t.Fatalf("%d placement bytes in %d transactions (%d counted); want more than %d", total, len(perTxn), txns-txns0, want)
 	}
 	t.Logf("%d instances: %d bytes of placements (%d a placement) in %d transactions", n, total, total/n, len(perTxn))
+}
+
+// TestSpecChangeRestartsNothing: an instance runs the spec of the record
+// revision its assignment names. A record changed behind the API's back
+// restarts nothing; an instance placed afterwards runs the new spec.
+func TestSpecChangeRestartsNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := newCluster(t, clusterOpts{slaves: 1})
+	cli := etcdClient(t, c.eps, nil)
+	id := c.create("sleep 1000", 2)
+	pids := c.waitRunning(id, 2)
+	d, err := c.client.Service(ctxT(t), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Service.Command = "sleep 2000"
+	v, _ := json.Marshal(d.Service)
+	if _, err := cli.Put(ctxT(t), gdpm.DefaultPrefix+"services/"+id, string(v)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.client.ScaleService(ctxT(t), id, 3); err != nil {
+		t.Fatal(err)
+	}
+	after := c.waitRunning(id, 3)
+	for _, p := range after {
+		want := "sleep 2000"
+		if slices.Contains(pids, p) {
+			want = "sleep 1000"
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")); got != want {
+			t.Errorf("pid %d runs %q, want %q", p, got, want)
+		}
+	}
+	for _, p := range pids {
+		if !slices.Contains(after, p) {
+			t.Errorf("pid %d was restarted by a change of the record", p)
+		}
+	}
 }
