@@ -3,6 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,10 +43,12 @@ func TestWebInterface(t *testing.T) {
 		t.Skipf("%s is missing (apt-get install chromium)", chromium)
 	}
 	const token = "e2e-secret"
-	c := startCluster(t, token, 2)
-	p := openBrowser(t)
+	// A secured cluster, as any cluster with a token: the page is served
+	// over HTTPS, and the browser trusts exactly the master's key.
+	c := startSecureCluster(t, token, 2)
+	p := openBrowser(t, trustKey(t, c))
 
-	p.do("open the page", chromedp.Navigate("http://"+c.master.HTTPAddr()+"/ui/"))
+	p.do("open the page", chromedp.Navigate("https://"+c.master.HTTPAddr()+"/ui/"))
 	p.wait("the page to ask for the token", `document.getElementById('token-form').classList.contains('needed')`)
 	p.do("enter the token",
 		chromedp.SendKeys(chromedp.CSS("#token"), token),
@@ -108,6 +113,7 @@ func TestWebInterface(t *testing.T) {
 // cluster is an embedded etcd, one master and its slaves, closed when the
 // test ends.
 type cluster struct {
+	ca     *gdpm.CA // nil: plain text
 	etcd   *gdpm.EmbeddedEtcd
 	token  string
 	master *gdpm.Master
@@ -117,19 +123,43 @@ type cluster struct {
 
 func startCluster(t *testing.T, token string, slaves int) *cluster {
 	t.Helper()
+	return startClusterWith(t, token, slaves, nil)
+}
+
+// startSecureCluster is startCluster with TLS on every channel: a cluster
+// CA, an embedded etcd that requires client certificates from it, and
+// slaves that join by pinning the CA's hash.
+func startSecureCluster(t *testing.T, token string, slaves int) *cluster {
+	t.Helper()
+	ca, err := gdpm.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startClusterWith(t, token, slaves, ca)
+}
+
+func startClusterWith(t *testing.T, token string, slaves int, ca *gdpm.CA) *cluster {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTime)
 	defer cancel()
-	etcd, err := gdpm.StartEmbeddedEtcd(ctx, gdpm.EmbeddedEtcdConfig{Dir: t.TempDir(), UnsafeNoFsync: true})
+	etcd, err := gdpm.StartEmbeddedEtcd(ctx, gdpm.EmbeddedEtcdConfig{Dir: t.TempDir(), UnsafeNoFsync: true, CA: ca})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { etcd.Close() })
-	m, err := gdpm.NewMaster(gdpm.MasterConfig{
+	mcfg := gdpm.MasterConfig{
 		Endpoints: etcd.Endpoints(),
 		HTTPAddr:  "127.0.0.1:0",
 		TCPAddr:   "127.0.0.1:0",
 		Token:     token,
-	})
+	}
+	if ca != nil {
+		mcfg.TLS = &gdpm.MasterTLS{CA: ca}
+		if mcfg.EtcdTLS, err = ca.EtcdClientTLS("e2e master"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := gdpm.NewMaster(mcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,9 +167,13 @@ func startCluster(t *testing.T, token string, slaves int) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { closeOrFail(t, "master", m.Close) })
-	c := &cluster{etcd: etcd, token: token, master: m}
+	c := &cluster{ca: ca, etcd: etcd, token: token, master: m}
 	for range slaves {
-		s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{m.TCPAddr()}, Token: token, DataDir: t.TempDir()})
+		scfg := gdpm.SlaveConfig{Masters: []string{m.TCPAddr()}, Token: token, DataDir: t.TempDir()}
+		if ca != nil {
+			scfg.CAHash = ca.Hash()
+		}
+		s, err := gdpm.NewSlave(scfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +186,11 @@ func startCluster(t *testing.T, token string, slaves int) *cluster {
 		}
 		c.slaves = append(c.slaves, s)
 	}
-	if c.client, err = gdpm.NewClient(gdpm.ClientConfig{Addr: m.HTTPAddr(), Token: token}); err != nil {
+	ccfg := gdpm.ClientConfig{Addr: m.HTTPAddr(), Token: token}
+	if ca != nil {
+		ccfg.Addr, ccfg.CAHash = "https://"+m.HTTPAddr(), ca.Hash()
+	}
+	if c.client, err = gdpm.NewClient(ccfg); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -230,7 +268,10 @@ type tab struct {
 
 // openBrowser starts headless Chromium with a fresh profile; the browser
 // is closed, and waited for, when the test ends.
-func openBrowser(t *testing.T) *tab {
+//
+// trusted, when given, are base64 SHA-256 hashes of the public keys whose
+// certificates the browser accepts though no root it knows signed them.
+func openBrowser(t *testing.T, trusted ...string) *tab {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium),
@@ -243,6 +284,11 @@ func openBrowser(t *testing.T) *tab {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 	)
+	if len(trusted) > 0 {
+		// Chromium's own pinning flag: trust these keys only, not every
+		// certificate (as --ignore-certificate-errors would).
+		opts = append(opts, chromedp.Flag("ignore-certificate-errors-spki-list", strings.Join(trusted, ",")))
+	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancelAlloc) // waits for the browser process
 	ctx, cancel := chromedp.NewContext(allocCtx)
@@ -356,4 +402,20 @@ func colours(img image.Image, limit int) int {
 		}
 	}
 	return len(seen)
+}
+
+// trustKey checks, as any gdpm client does, that the master's certificate
+// chains to the cluster CA, and returns its public key's hash for
+// Chromium's --ignore-certificate-errors-spki-list. Making Chromium trust
+// the CA itself would take NSS's certutil and a CA in the user's
+// database; pinning the one key the page is served with is as narrow.
+func trustKey(t *testing.T, c *cluster) string {
+	t.Helper()
+	conn, err := tls.Dial("tcp", c.master.HTTPAddr(), &tls.Config{RootCAs: c.ca.Pool(), ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatalf("the master's certificate does not verify with the cluster CA: %v", err)
+	}
+	defer conn.Close()
+	sum := sha256.Sum256(conn.ConnectionState().PeerCertificates[0].RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:])
 }
