@@ -303,10 +303,15 @@ func (c *cluster) secure() {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.ca = ca
 	if c.etcdTLS, err = ca.EtcdClientTLS("test master"); err != nil {
 		c.t.Fatal(err)
 	}
+	c.trust(ca)
+}
+
+// trust makes ca the CA the cluster's slaves pin and its clients trust.
+func (c *cluster) trust(ca *gdpm.CA) {
+	c.ca = ca
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: ca.Pool()}
 	c.httpc = &http.Client{Transport: tr}

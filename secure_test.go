@@ -2,9 +2,17 @@ package gdpm_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -290,5 +298,149 @@ func TestMasterBinarySecuresOrStaysOnLoopback(t *testing.T) {
 	}
 	if hash != ca.Hash() || !strings.HasSuffix(join, "-token $GDPM_TOKEN -ca-hash "+ca.Hash()) || !strings.HasPrefix(join, "gdpm-slave -master 127.0.0.1:") {
 		t.Fatalf("printed CA %q and join line %q; the CA in %s is %s", hash, join, dir, ca.Hash())
+	}
+}
+
+// With an etcd that has a CA of its own (as an external etcd would), the
+// masters keep the cluster CA in etcd: two masters started without one
+// issue from the same CA, created once. Slaves get the etcd credentials
+// in the welcome and need no etcd flags.
+func TestSecureExternalEtcdCredentialsGoToSlaves(t *testing.T) {
+	etcdCA, err := gdpm.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcd, err := gdpm.StartEmbeddedEtcd(context.Background(), gdpm.EmbeddedEtcdConfig{Dir: t.TempDir(), UnsafeNoFsync: true, CA: etcdCA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { etcd.Close() })
+	tc, err := etcdCA.EtcdClientTLS("external etcd client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(tc.Certificates[0].PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := &gdpm.EtcdCredentials{
+		CA:   etcdCA.CertPEM(),
+		Cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tc.Certificates[0].Certificate[0]}),
+		Key:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	}
+	etcdTLS, err := creds.EtcdClientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t, clusterOpts{token: secureToken, secure: true, endpoints: etcd.Endpoints(), master: func(cfg *gdpm.MasterConfig) {
+		cfg.TLS.CA, cfg.TLS.SlaveEtcd, cfg.EtcdTLS = nil, creds, etcdTLS
+	}})
+	first := c.master().CA()
+	if first == nil || first.Hash() == etcdCA.Hash() {
+		t.Fatalf("master CA %v: want a cluster CA made in etcd, not etcd's own", first)
+	}
+	m2 := c.addMaster()
+	if m2.CAHash() != first.Hash() {
+		t.Fatalf("second master issues from %s, the first from %s", m2.CAHash(), first.Hash())
+	}
+	c.trust(first)
+	c.client = c.newClient(c.master(), secureToken)
+	c.addSlave()
+	c.addSlaveVia(m2)
+	id := c.create(gdpm.ProgramForTests()+" lines 2 10ms", 2)
+	c.waitRunning(id, 2)
+	waitFor(t, 20*time.Second, "logs over mutual TLS", func() (bool, string) {
+		n := stdoutLines(readLogs(t, c.client, id, gdpm.LogsOptions{Tail: 10}))
+		return n == 4, fmt.Sprintf("%d stdout lines", n)
+	})
+}
+
+// issueForTest signs a client and server certificate for 127.0.0.1 with
+// ca, as an operator's own PKI would.
+func issueForTest(t *testing.T, ca *gdpm.CA, name string) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// Bring your own PKI: a master and slaves with certificates from the
+// operator's CA (the master holds no CA key, so it signs nothing); slaves
+// send no CSR and still get the etcd credentials.
+func TestSecureBringYourOwnCertificates(t *testing.T) {
+	opCA, err := gdpm.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcd, err := gdpm.StartEmbeddedEtcd(context.Background(), gdpm.EmbeddedEtcdConfig{Dir: t.TempDir(), UnsafeNoFsync: true, CA: opCA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { etcd.Close() })
+	etcdCert := issueForTest(t, opCA, "etcd client")
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(etcdCert.PrivateKey)
+	creds := &gdpm.EtcdCredentials{
+		CA:   opCA.CertPEM(),
+		Cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: etcdCert.Certificate[0]}),
+		Key:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	}
+	etcdTLS, err := creds.EtcdClientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	masterCert := issueForTest(t, opCA, "master")
+	c := newCluster(t, clusterOpts{token: secureToken, secure: true, endpoints: etcd.Endpoints(),
+		master: func(cfg *gdpm.MasterConfig) {
+			cfg.TLS = &gdpm.MasterTLS{Cert: masterCert, RootCAs: opCA.Pool(), SlaveEtcd: creds}
+			cfg.EtcdTLS = etcdTLS
+		},
+		slave: func(cfg *gdpm.SlaveConfig) {
+			cfg.CAHash, cfg.RootCAs, cfg.Cert = "", opCA.Pool(), issueForTest(t, opCA, "slave")
+		},
+	})
+	if c.master().CAHash() != "" {
+		t.Errorf("a master with its own certificate reports CA %s", c.master().CAHash())
+	}
+	c.trust(opCA)
+	// The master's chain holds no CA to find by hash: trust the pool.
+	c.client, err = gdpm.NewClient(gdpm.ClientConfig{Addr: "https://" + c.master().HTTPAddr(), Token: secureToken, RootCAs: opCA.Pool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.addSlave()
+	id := c.create(gdpm.ProgramForTests()+" lines 2 10ms", 1)
+	c.waitRunning(id, 1)
+	waitFor(t, 20*time.Second, "logs over mutual TLS", func() (bool, string) {
+		n := stdoutLines(readLogs(t, c.client, id, gdpm.LogsOptions{Tail: 10}))
+		return n == 2, fmt.Sprintf("%d stdout lines", n)
+	})
+	// A slave that asks for a certificate is told this master signs none.
+	s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{c.master().TCPAddr()}, Token: secureToken, RootCAs: opCA.Pool(), DataDir: t.TempDir(), LogAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.WaitReady(ctx); err == nil || !strings.Contains(err.Error(), "no CA key") {
+		t.Errorf("a CSR to a master without a CA key: %v", err)
 	}
 }

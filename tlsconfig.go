@@ -56,7 +56,7 @@ func (t trust) verifyMaster(chain []*x509.Certificate, host string) (*x509.Certi
 			}
 		}
 		if pinned == nil {
-			got := "none"
+			got := "no CA certificate in its chain (a master with its own certificate: trust its CA file with -tls-ca)"
 			if last := chain[len(chain)-1]; last.IsCA {
 				got = CertHash(last)
 			}

@@ -22,7 +22,9 @@ const globalFlags = `Global flags (anywhere on the line, before "--"):
   -ca-hash HASH   trust an https:// master whose certificate chains to the
                   cluster CA with this hash, sha256:HEX as the master prints
                   it (env GDPM_CA_HASH)
-  -tls-ca FILE    trust the CAs in this PEM file instead (env GDPM_TLS_CA)
+  -tls-ca FILE    trust the CAs in this PEM file instead (env GDPM_TLS_CA);
+                  with either, -addr defaults to https://127.0.0.1:8989 and
+                  "host:port" means https://host:port
   -o FORMAT       table (default) or json: the API's own JSON, indented
   -h, -help       print help for the verb and exit
 `

@@ -332,6 +332,15 @@ func parse(args []string, getenv func(string) string) (command, error) {
 			return command{}, err
 		}
 	}
+	if cmd.CAHash != "" || cmd.TLSCA != "" {
+		// A CA to trust means a secured master: https:// unless said
+		// otherwise.
+		if cmd.Addr == "" {
+			cmd.Addr = strings.Replace(gdpm.DefaultClientAddr, "http://", "https://", 1)
+		} else if !strings.Contains(cmd.Addr, "://") {
+			cmd.Addr = "https://" + cmd.Addr
+		}
+	}
 	if cmd.Addr == "" {
 		cmd.Addr = gdpm.DefaultClientAddr
 	}
