@@ -444,3 +444,40 @@ func TestSecureBringYourOwnCertificates(t *testing.T) {
 		t.Errorf("a CSR to a master without a CA key: %v", err)
 	}
 }
+
+// The CA kept in a directory survives a restart (the same hash), its key is
+// readable by the owner only, and a master given another CA than the one
+// in etcd refuses to start rather than issue from a second CA.
+func TestCAFilesPersistAndAForeignCAIsRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	ca, created, err := gdpm.LoadOrCreateCAFiles(dir)
+	if err != nil || !created {
+		t.Fatalf("first start: created=%v %v", created, err)
+	}
+	again, created, err := gdpm.LoadOrCreateCAFiles(dir)
+	if err != nil || created || again.Hash() != ca.Hash() {
+		t.Fatalf("second start: created=%v hash %s, want %s (%v)", created, again.Hash(), ca.Hash(), err)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "ca.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("ca.key mode %v (%v), want 0600", st.Mode(), err)
+	}
+	if h := ca.Hash(); len(h) != len("sha256:")+64 || !strings.HasPrefix(h, "sha256:") {
+		t.Fatalf("hash %q", h)
+	}
+	other, _ := gdpm.NewCA()
+	otherKey, _ := other.KeyPEM()
+	if _, err := gdpm.ParseCA(ca.CertPEM(), otherKey); err == nil {
+		t.Fatal("a CA certificate with another CA's key was accepted")
+	}
+
+	c := newSecureCluster(t, 0)
+	m, err := gdpm.NewMaster(gdpm.MasterConfig{Endpoints: c.eps, HTTPAddr: "127.0.0.1:0", TCPAddr: "127.0.0.1:0", Token: secureToken,
+		TLS: &gdpm.MasterTLS{CA: other}, EtcdTLS: c.etcdTLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Start(ctxT(t)); !errors.Is(err, gdpm.ErrInvalidConfig) || !strings.Contains(err.Error(), c.ca.Hash()) {
+		t.Fatalf("a master with a foreign CA: %v, want ErrInvalidConfig naming the cluster CA", err)
+	}
+}

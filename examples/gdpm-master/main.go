@@ -63,7 +63,7 @@ func run(args []string) error {
 	switch {
 	case *token != "" && *secF.tls:
 		var err error
-		if sec, err = secF.setup(*embedDir, embedded, *etcdListen, os.Stderr); err != nil {
+		if sec, err = secF.setup(*embedDir, embedded, os.Stderr); err != nil {
 			return err
 		}
 	case *token != "":
@@ -129,11 +129,17 @@ func run(args []string) error {
 		fmt.Fprintf(os.Stderr, "gdpm-master: web interface on %s://%s/ui/\n", scheme, m.HTTPAddr())
 	}
 	if h := m.CAHash(); h != "" {
-		// The pin and the join line, whatever the log level and format:
-		// the operator pastes them.
-		fmt.Fprintf(os.Stderr, "gdpm-master: CA %s\n", h)
-		fmt.Fprintf(os.Stderr, "gdpm-master: join with: gdpm-slave -master %s -token $GDPM_TOKEN -ca-hash %s\n", joinHost(m.TCPAddr(), sec.master.Advertise), h)
-		fmt.Fprintf(os.Stderr, "gdpm-master: client: gdpm-client -addr https://%s -ca-hash %s (token in GDPM_TOKEN)\n", m.HTTPAddr(), h)
+		// The pin and the join line, whatever the log level: the
+		// operator pastes them.
+		join := fmt.Sprintf("gdpm-slave -master %s -token $GDPM_TOKEN -ca-hash %s", joinHost(m.TCPAddr(), sec.master.Advertise), h)
+		client := fmt.Sprintf("gdpm-client -addr https://%s -ca-hash %s", m.HTTPAddr(), h)
+		if logFlags.Format == cmdutil.FormatJSON {
+			cmdutil.Notice(log, "join", "ca", h, "join", join, "client", client)
+		} else {
+			fmt.Fprintf(os.Stderr, "gdpm-master: CA %s\n", h)
+			fmt.Fprintf(os.Stderr, "gdpm-master: join with: %s\n", join)
+			fmt.Fprintf(os.Stderr, "gdpm-master: client: %s (token in GDPM_TOKEN)\n", client)
+		}
 	}
 
 	if *dev {

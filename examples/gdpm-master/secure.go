@@ -86,7 +86,7 @@ type security struct {
 // starts, and the master needs a client certificate to read etcd at all.
 // The master then also keeps it in etcd, where masters started with -etcd
 // against the same store find it.
-func (f *secFlags) setup(embedDir string, embedded bool, etcdListen string, stderr io.Writer) (*security, error) {
+func (f *secFlags) setup(embedDir string, embedded bool, stderr io.Writer) (*security, error) {
 	sec := &security{master: &gdpm.MasterTLS{Advertise: splitList(*f.advertise)}}
 	byo := *f.cert != "" || *f.key != "" || *f.ca != ""
 	if byo {
