@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -95,24 +93,14 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, errorBody{Error: msg})
 }
 
-// fail answers err with the status its sentinel calls for.
+// fail answers err with the status its sentinel calls for (statusTable).
 func (m *Master) fail(w http.ResponseWriter, r *http.Request, err error) {
 	m.metrics.countEtcdError(err)
-	status := http.StatusInternalServerError
 	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		status = http.StatusRequestEntityTooLarge
-		err = fmt.Errorf("request body exceeds %d bytes", tooBig.Limit)
-	case errors.Is(err, ErrBadRequest):
-		status = http.StatusBadRequest
-	case errors.Is(err, ErrTooLarge):
-		status = http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrConflict):
-		status = http.StatusServiceUnavailable
+	if errors.As(err, &tooBig) {
+		err = fmt.Errorf("request body exceeds %d bytes: %w", tooBig.Limit, ErrTooLarge)
 	}
+	status := statusOf(err)
 	if status >= 500 {
 		m.log.Warn("api error", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
@@ -123,8 +111,10 @@ func (m *Master) fail(w http.ResponseWriter, r *http.Request, err error) {
 // wrapping adds and without the "bad request" the status already says.
 func apiMessage(err error) string {
 	msg := strings.ReplaceAll(err.Error(), "gdpm: ", "")
-	msg = strings.TrimSuffix(msg, ": too large")
-	return strings.TrimSuffix(msg, ": bad request")
+	for _, sentinel := range []string{": bad request", ": too large", ": unsupported media type"} {
+		msg = strings.TrimSuffix(msg, sentinel)
+	}
+	return msg
 }
 
 func (m *Master) etcdCtx(r *http.Request) (context.Context, context.CancelFunc) {
@@ -515,86 +505,13 @@ func (m *Master) handleCreateService(w http.ResponseWriter, r *http.Request, _ h
 }
 
 // decodeCreate reads a create request from JSON or from form fields (what
-// the original server actually read).
+// the original server actually read), strictly (decode.go).
 func (m *Master) decodeCreate(w http.ResponseWriter, r *http.Request) (CreateRequest, error) {
-	var req CreateRequest
-	r.Body = http.MaxBytesReader(w, r.Body, m.cfg.MaxBodyBytes)
-	if isJSON(r) {
-		return req, decodeJSON(r.Body, &req)
-	}
-	if err := parseForm(r); err != nil {
-		return req, err
-	}
-	req.Command = r.PostForm.Get("Command")
-	var err error
-	if req.InstanceNum, err = formInt(r, "InstanceNum"); err != nil {
-		return req, err
-	}
-	req.Dir = r.PostForm.Get("Dir")
-	req.Restart = RestartPolicy(r.PostForm.Get("Restart"))
-	if v := r.PostForm.Get("StopTimeout"); v != "" {
-		if err := req.StopTimeout.parse(v); err != nil {
-			return req, fmt.Errorf("StopTimeout: %v: %w", err, ErrBadRequest)
-		}
-	}
-	for _, kv := range r.PostForm["Env"] {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return req, fmt.Errorf("Env %q is not KEY=VALUE: %w", kv, ErrBadRequest)
-		}
-		if req.Env == nil {
-			req.Env = map[string]string{}
-		}
-		req.Env[k] = v
-	}
-	return req, nil
-}
-
-func isJSON(r *http.Request) bool {
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	return mt == "application/json" || mt == "" || strings.HasSuffix(mt, "+json")
-}
-
-// decodeJSON decodes exactly one JSON value into v.
-func decodeJSON(body io.Reader, v any) error {
-	dec := json.NewDecoder(body)
-	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return err
-		}
-		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("empty body: send a JSON object: %w", ErrBadRequest)
-		}
-		return fmt.Errorf("body is not valid JSON for this route: %v: %w", err, ErrBadRequest)
-	}
-	if dec.More() {
-		return fmt.Errorf("body has data after the JSON object: %w", ErrBadRequest)
-	}
-	return nil
-}
-
-func parseForm(r *http.Request) error {
-	if err := r.ParseForm(); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return err
-		}
-		return fmt.Errorf("bad form body: %v: %w", err, ErrBadRequest)
-	}
-	return nil
-}
-
-func formInt(r *http.Request, name string) (*int, error) {
-	v := strings.TrimSpace(r.PostForm.Get(name))
-	if v == "" {
-		return nil, nil
-	}
-	n, err := strconv.Atoi(v)
+	body, kind, err := readBody(w, r, m.cfg.MaxBodyBytes)
 	if err != nil {
-		return nil, fmt.Errorf("%s must be a whole number, got %q: %w", name, v, ErrBadRequest)
+		return CreateRequest{}, err
 	}
-	return &n, nil
+	return decodeCreateBody(body, kind)
 }
 
 // validateCreate checks every field and builds the service to store.
@@ -653,19 +570,13 @@ func (m *Master) checkInstanceNum(n int) error {
 
 func (m *Master) handleScaleService(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 	id := p.ByName("id")
-	var req ScaleRequest
-	r.Body = http.MaxBytesReader(w, r.Body, m.cfg.MaxBodyBytes)
-	var err error
-	if isJSON(r) {
-		err = decodeJSON(r.Body, &req)
-	} else if err = parseForm(r); err == nil {
-		req.InstanceNum, err = formInt(r, "InstanceNum")
-	}
-	if err == nil && req.InstanceNum == nil {
-		err = fmt.Errorf("InstanceNum is required: %w", ErrBadRequest)
+	body, kind, err := readBody(w, r, m.cfg.MaxBodyBytes)
+	var n int
+	if err == nil {
+		n, err = decodeScaleBody(body, kind, id)
 	}
 	if err == nil {
-		err = m.checkInstanceNum(*req.InstanceNum)
+		err = m.checkInstanceNum(n)
 	}
 	if err != nil {
 		m.fail(w, r, err)
@@ -673,7 +584,7 @@ func (m *Master) handleScaleService(w http.ResponseWriter, r *http.Request, p ht
 	}
 	ctx, cancel := m.etcdCtx(r)
 	defer cancel()
-	s, err := m.scale(ctx, id, *req.InstanceNum)
+	s, err := m.scale(ctx, id, n)
 	if err != nil {
 		m.fail(w, r, err)
 		return
@@ -681,8 +592,10 @@ func (m *Master) handleScaleService(w http.ResponseWriter, r *http.Request, p ht
 	writeJSON(w, http.StatusOK, s)
 }
 
-// scale sets a service's instance count, retrying when it races another
-// writer of the same service.
+// scale sets a service's instance count. A compare-and-swap that loses a
+// race with another writer of the service is retried here, after a
+// jittered wait, so that concurrent scales all land (the last one wins)
+// and a client sees 409 only when the races never end.
 func (m *Master) scale(ctx context.Context, id string, n int) (Service, error) {
 	for attempt := 0; ; attempt++ {
 		s, modRev, _, err := m.getService(ctx, id)
@@ -704,8 +617,12 @@ func (m *Master) scale(ctx context.Context, id string, n int) (Service, error) {
 			m.log.Info("service scaled", "id", id, "from", from, "to", n)
 			return s, nil
 		}
-		if attempt == 5 {
-			return s, fmt.Errorf("gdpm: scale service %s: %w", id, ErrConflict)
+		if attempt+1 >= maxConflictRetries {
+			return s, fmt.Errorf("gdpm: scale service %s: other writers kept changing it (%d attempts): %w", id, attempt+1, ErrConflict)
+		}
+		if !sleepCtx(ctx, retryWait(attempt, time.Millisecond, 50*time.Millisecond)) {
+			// Nothing of this request was written.
+			return s, storeErr("gdpm: scale service", ctx.Err())
 		}
 	}
 }

@@ -79,6 +79,30 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"get unknown node", "GET", "/node/nope/", "", "", 404, "not found"},
 		{"unknown route", "GET", "/nothing", "", "", 404, "no such route"},
 		{"wrong method", "PUT", "/service/", js, `{}`, 405, "not allowed"},
+		// Strict input (issue 10 item 7): nothing is read but what was meant.
+		{"unknown field", "POST", "/service/", js, `{"Command":"sleep 1","Instances":3}`, 400, `unknown field "Instances"`},
+		{"key in the wrong case", "POST", "/service/", js, `{"command":"sleep 1"}`, 400, `unknown field "command" in a create request (did you mean "Command"?`},
+		{"two keys differing in case", "POST", "/service/", js, `{"Command":"sleep 1","command":"rm -rf /"}`, 400, `unknown field "command"`},
+		{"duplicate key", "POST", "/service/", js, `{"Command":"sleep 1","Command":"rm -rf /"}`, 400, `key "Command" appears twice`},
+		{"duplicate nested key", "POST", "/service/", js, `{"Command":"sleep 1","Env":{"A":"1","A":"2"}}`, 400, `key "A" appears twice`},
+		{"not an object", "POST", "/service/", js, `["Command","sleep 1"]`, 400, "want a JSON object"},
+		{"nested too deep", "POST", "/service/", js, `{"Env":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, 400, "nested deeper than"},
+		{"form duplicate field", "POST", "/service/", form, `Command=sleep+1&Command=rm+-rf+/`, 400, `form field "Command" is given 2 times`},
+		{"form unknown field", "POST", "/service/", form, `Command=sleep+1&Instances=3`, 400, `unknown field "Instances"`},
+		{"form field in the wrong case", "POST", "/service/", form, `command=sleep+1`, 400, `unknown field "command"`},
+		{"form duplicate env", "POST", "/service/", form, `Command=sleep+1&Env=A%3D1&Env=A%3D2`, 400, `Env "A" is given twice`},
+		{"query parameters", "POST", "/service/?InstanceNum=3", js, `{"Command":"sleep 1"}`, 400, "no query parameters"},
+		{"plain text", "POST", "/service/", "text/plain", `Command=sleep 1`, 415, `Content-Type "text/plain" is not read here`},
+		{"multipart", "POST", "/service/", "multipart/form-data; boundary=x", "--x--", 415, "application/x-www-form-urlencoded"},
+		{"malformed content type", "POST", "/service/", "json", `Command=sleep+1`, 415, "malformed"},
+		{"scale with a command", "POST", "/service/" + id, js, `{"InstanceNum":2,"Command":"rm -rf /"}`, 400, `unknown field "Command" in a scale request`},
+		{"scale form with a command", "POST", "/service/" + id, form, `InstanceNum=2&Command=x`, 400, `unknown field "Command"`},
+		{"scale duplicate count", "POST", "/service/" + id, js, `{"InstanceNum":2,"InstanceNum":3}`, 400, "appears twice"},
+		{"scale form duplicate count", "POST", "/service/" + id, form, `InstanceNum=2&InstanceNum=3`, 400, "given 2 times"},
+		{"scale fractional count", "POST", "/service/" + id, js, `{"InstanceNum":2.5}`, 400, "whole number"},
+		{"scale other serviceId", "POST", "/service/" + id, js, `{"serviceId":"other","InstanceNum":2}`, 400, "not the path's service id"},
+		{"scale count in the wrong case", "POST", "/service/" + id, js, `{"instancenum":2}`, 400, `unknown field "instancenum"`},
+		{"scale plain text", "POST", "/service/" + id, "text/plain", `InstanceNum=2`, 415, "not read here"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -94,6 +118,13 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 				t.Errorf("body %q: want JSON error containing %q", body, tc.msg)
 			}
 		})
+	}
+	// A compressed body is refused, not read as if it were plain.
+	for _, path := range []string{"/service/", "/service/" + id} {
+		code, _, body := c.do("POST", path, js, `{"InstanceNum":2}`, "Content-Encoding", "gzip")
+		if code != http.StatusUnsupportedMediaType || !strings.Contains(body, `Content-Encoding \"gzip\" is not supported`) {
+			t.Errorf("POST %s with Content-Encoding gzip: %d %s, want 415 naming it", path, code, body)
+		}
 	}
 	if after := c.etcdRev(); after != rev {
 		t.Errorf("bad requests wrote to etcd: revision %d -> %d", rev, after)

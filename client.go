@@ -111,9 +111,11 @@ func parseBaseURL(addr string) (string, error) {
 }
 
 // APIError is a non-2xx answer from the master. errors.Is(err, ErrNotFound)
-// and the other sentinels work through Unwrap: 400 and 413 are
-// ErrBadRequest, 401 ErrUnauthorized, 404 ErrNotFound, 409 ErrConflict and
-// 503 ErrUnavailable.
+// and the other sentinels work through Unwrap, by the table the master
+// answers with: 400 is ErrBadRequest, 413 ErrTooLarge and 415
+// ErrUnsupportedMedia (both also ErrBadRequest), 401 ErrUnauthorized, 403
+// ErrForbidden, 404 ErrNotFound, 409 ErrConflict, 503 ErrUnavailable and
+// 504 ErrOutcomeUnknown.
 type APIError struct {
 	StatusCode int    // the HTTP status
 	Message    string // the body's "error" field, or a short excerpt of a non-JSON body
@@ -124,21 +126,7 @@ func (e *APIError) Error() string {
 }
 
 // Unwrap returns the sentinel error for the status, or nil.
-func (e *APIError) Unwrap() error {
-	switch e.StatusCode {
-	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
-		return ErrBadRequest
-	case http.StatusUnauthorized:
-		return ErrUnauthorized
-	case http.StatusNotFound:
-		return ErrNotFound
-	case http.StatusConflict:
-		return ErrConflict
-	case http.StatusServiceUnavailable:
-		return ErrUnavailable
-	}
-	return nil
-}
+func (e *APIError) Unwrap() error { return errorOf(e.StatusCode) }
 
 // Nodes lists the registered nodes (GET /node/).
 func (c *Client) Nodes(ctx context.Context) (NodeList, error) {

@@ -33,11 +33,37 @@ var (
 	// to the trusted cluster CA (a wrong -ca-hash pin, a foreign master).
 	ErrUntrusted = errors.New("gdpm: untrusted peer")
 
-	// ErrTooLarge is returned for input over one of the size limits in
-	// limits.go; the API answers 413.
-	ErrTooLarge = errors.New("gdpm: too large")
-
-	// ErrConflict is returned when a write lost a race with another writer;
-	// the caller may retry.
+	// ErrConflict is returned for a write that contradicts the stored
+	// state: an Idempotency-Key reused with another request, or a write
+	// that kept losing races with other writers after the master's own
+	// retries. Nothing was written.
 	ErrConflict = errors.New("gdpm: conflicting update")
+
+	// ErrForbidden is returned for a request the master refuses whatever
+	// the token: a browser request from an origin that is not allowed.
+	ErrForbidden = errors.New("gdpm: forbidden")
+
+	// ErrTooLarge is returned for a body, or input over one of the size
+	// limits in limits.go; the API answers 413. It is also an
+	// ErrBadRequest.
+	ErrTooLarge error = &subError{"gdpm: too large", ErrBadRequest}
+
+	// ErrUnsupportedMedia is returned for a body in an encoding or a
+	// content type the API does not read. It is also an ErrBadRequest.
+	ErrUnsupportedMedia error = &subError{"gdpm: unsupported media type", ErrBadRequest}
+
+	// ErrOutcomeUnknown is returned when a write was sent to etcd but no
+	// answer came back in time: it may or may not have been applied. Read
+	// the state, or retry with the same Idempotency-Key, to find out.
+	ErrOutcomeUnknown = errors.New("gdpm: outcome unknown")
 )
+
+// subError is a sentinel that is also a more general one, so that
+// errors.Is(ErrTooLarge, ErrBadRequest) holds.
+type subError struct {
+	msg    string
+	parent error
+}
+
+func (e *subError) Error() string { return e.msg }
+func (e *subError) Unwrap() error { return e.parent }
