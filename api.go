@@ -2,6 +2,7 @@ package gdpm
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -57,14 +58,20 @@ func (m *Master) Handler() http.Handler {
 	m.routeUI(r, names)
 	r.GET("/healthz", m.handleHealth)
 	nameRoute(names, http.MethodGet, "/healthz", "/healthz")
-	return m.metrics.instrument(names, m.authorize(r))
+	return m.metrics.instrument(names, m.csrf(m.authorize(r)))
 }
 
 // bearerOK reports whether r carries "Authorization: Bearer TOKEN"; any
-// request does when token is empty. The compare takes the same time
-// wherever the first difference is.
+// request does when token is empty. The scheme is case-insensitive (RFC
+// 9110). The compare is of digests, so it takes the same time wherever the
+// first difference is and whatever the lengths.
 func bearerOK(r *http.Request, token string) bool {
-	return token == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) == 1
+	if token == "" {
+		return true
+	}
+	scheme, got, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	want, have := sha256.Sum256([]byte(token)), sha256.Sum256([]byte(strings.TrimLeft(got, " ")))
+	return strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare(want[:], have[:]) == 1
 }
 
 // authorize requires the cluster token on every route but /healthz and the
@@ -485,23 +492,30 @@ func (m *Master) handleCreateService(w http.ResponseWriter, r *http.Request, _ h
 		m.fail(w, r, err)
 		return
 	}
-	val, _ := json.Marshal(s)
+	key := r.Header.Get(IdempotencyKeyHeader)
+	if err := checkIdempotencyKey(key); err != nil || len(r.Header.Values(IdempotencyKeyHeader)) > 1 {
+		if err == nil {
+			err = fmt.Errorf("give one %s header: %w", IdempotencyKeyHeader, ErrBadRequest)
+		}
+		m.fail(w, r, err)
+		return
+	}
 	ctx, cancel := m.etcdCtx(r)
 	defer cancel()
-	key := m.k.service(s.ID)
-	resp, err := m.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(clientv3.OpPut(key, string(val))).Commit()
+	id, created, err := m.createService(ctx, s, key)
 	if err != nil {
-		m.fail(w, r, storeErr("gdpm: create service", err))
+		m.fail(w, r, err)
 		return
 	}
-	if !resp.Succeeded {
-		m.fail(w, r, fmt.Errorf("gdpm: service id %s already exists: %w", s.ID, ErrConflict))
-		return
+	if created {
+		m.log.Info("service created", "id", s.ID, "command", logValue(s.Command), "instances", s.InstanceNum)
+	} else {
+		m.log.Info("service create retried", "id", id, "idempotency_key", key)
+		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	m.log.Info("service created", "id", s.ID, "command", logValue(s.Command), "instances", s.InstanceNum)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
-	io.WriteString(w, s.ID)
+	io.WriteString(w, id)
 }
 
 // decodeCreate reads a create request from JSON or from form fields (what
@@ -609,9 +623,10 @@ func (m *Master) scale(ctx context.Context, id string, n int) (Service, error) {
 		s.InstanceNum = n
 		val, _ := json.Marshal(s)
 		key := m.k.service(id)
-		resp, err := m.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).Then(clientv3.OpPut(key, string(val))).Commit()
+		wctx, sent := withSentFlag(ctx)
+		resp, err := m.cli.Txn(wctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).Then(clientv3.OpPut(key, string(val))).Commit()
 		if err != nil {
-			return s, storeErr("gdpm: scale service", err)
+			return s, writeErr("gdpm: scale service", sent, err)
 		}
 		if resp.Succeeded {
 			m.log.Info("service scaled", "id", id, "from", from, "to", n)
@@ -634,12 +649,13 @@ func (m *Master) handleDeleteService(w http.ResponseWriter, r *http.Request, p h
 	key := m.k.service(id)
 	// The pending queue goes with the spec; the scheduler removes the
 	// placed instances and their slaves stop them.
-	resp, err := m.cli.Txn(ctx).
+	wctx, sent := withSentFlag(ctx)
+	resp, err := m.cli.Txn(wctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
 		Then(clientv3.OpDelete(key), clientv3.OpDelete(m.k.pending(id, ""), clientv3.WithPrefix())).
 		Commit()
 	if err != nil {
-		m.fail(w, r, storeErr("gdpm: delete service", err))
+		m.fail(w, r, writeErr("gdpm: delete service", sent, err))
 		return
 	}
 	if !resp.Succeeded {

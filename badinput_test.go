@@ -288,3 +288,29 @@ func TestBadSlaveConfigsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// idempotencyKeyTTL is the shortest remaining lease TTL, in seconds, of
+// the etcd records of Idempotency-Keys.
+func (c *cluster) idempotencyKeyTTL() int64 {
+	c.t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.eps, DialTimeout: 5 * time.Second})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer cli.Close()
+	resp, err := cli.Get(ctxT(c.t), gdpm.DefaultPrefix+"idempotency/", clientv3.WithPrefix())
+	if err != nil || len(resp.Kvs) == 0 {
+		c.t.Fatalf("no idempotency records: %v", err)
+	}
+	var ttl int64 = -1
+	for _, kv := range resp.Kvs {
+		l, err := cli.TimeToLive(ctxT(c.t), clientv3.LeaseID(kv.Lease))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if ttl < 0 || l.TTL < ttl {
+			ttl = l.TTL
+		}
+	}
+	return ttl
+}

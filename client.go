@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Defaults for ClientConfig.
@@ -24,6 +26,8 @@ const (
 	// MaxResponseBytes caps a response body the client reads, so a broken
 	// or hostile server cannot make it allocate without bound.
 	MaxResponseBytes = 32 << 20
+	// DefaultClientRetries is ClientConfig.Retries' default.
+	DefaultClientRetries = 4
 )
 
 // ClientConfig configures NewClient. Zero fields take the documented defaults.
@@ -41,6 +45,13 @@ type ClientConfig struct {
 	// Both are ignored when HTTPClient is set.
 	CAHash  string
 	RootCAs *x509.CertPool
+	// Retries is how many times CreateService and ScaleService are sent
+	// again after a transport error, a 503 or a 504, waiting 250ms, then
+	// twice as long each time up to 4s (jittered), and never beyond ctx.
+	// Both are safe to repeat: a scale sets a count, and a create carries
+	// an Idempotency-Key, the same on every attempt. Default
+	// DefaultClientRetries (4); negative means none.
+	Retries int
 	// HTTPClient sends the requests. Default: a client with a
 	// DefaultClientTimeout (30s) timeout. Streaming routes (Events) send
 	// through a copy without the timeout; their context bounds them.
@@ -49,10 +60,11 @@ type ClientConfig struct {
 
 // Client speaks the master's HTTP API. It is safe for concurrent use.
 type Client struct {
-	base   string // scheme://host[/escaped/prefix], no trailing slash
-	token  string
-	hc     *http.Client
-	stream *http.Client // hc without its timeout
+	base    string // scheme://host[/escaped/prefix], no trailing slash
+	token   string
+	retries int
+	hc      *http.Client
+	stream  *http.Client // hc without its timeout
 }
 
 // NewClient checks cfg and returns a client. It does not touch the network.
@@ -82,7 +94,14 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	stream := *hc
 	stream.Timeout = 0
-	return &Client{base: base, token: cfg.Token, hc: hc, stream: &stream}, nil
+	retries := cfg.Retries
+	switch {
+	case retries == 0:
+		retries = DefaultClientRetries
+	case retries < 0:
+		retries = 0
+	}
+	return &Client{base: base, token: cfg.Token, retries: retries, hc: hc, stream: &stream}, nil
 }
 
 func parseBaseURL(addr string) (string, error) {
@@ -168,9 +187,21 @@ func (c *Client) Service(ctx context.Context, id string) (ServiceDetail, error) 
 }
 
 // CreateService creates a service and returns its id (POST /service/).
+// It sends a new Idempotency-Key, so its retries (ClientConfig.Retries)
+// never create a second service.
 func (c *Client) CreateService(ctx context.Context, req CreateRequest) (string, error) {
+	return c.CreateServiceWithKey(ctx, uuid.NewString(), req)
+}
+
+// CreateServiceWithKey is CreateService with the caller's Idempotency-Key:
+// a program that may itself be restarted keeps the key with its intent,
+// and a create sent again with the same key and request, within
+// IdempotencyKeyTTL, answers the same id and creates nothing. The same key
+// with another request is an error wrapping ErrConflict.
+func (c *Client) CreateServiceWithKey(ctx context.Context, key string, req CreateRequest) (string, error) {
 	var id string
-	if err := c.do(ctx, http.MethodPost, apiPath("service"), req, &id); err != nil {
+	hdr := http.Header{IdempotencyKeyHeader: {key}}
+	if err := c.retry(ctx, func() error { return c.do(ctx, http.MethodPost, apiPath("service"), req, &id, hdr) }); err != nil {
 		return "", err
 	}
 	// The body is the bare id; anything else (an HTML page from a proxy
@@ -190,7 +221,36 @@ func (c *Client) ScaleService(ctx context.Context, id string, n int) error {
 	if n < 0 {
 		return fmt.Errorf("gdpm: instance count must not be negative, got %d: %w", n, ErrBadRequest)
 	}
-	return c.do(ctx, http.MethodPost, apiPath("service", id), ScaleRequest{InstanceNum: &n}, nil)
+	return c.retry(ctx, func() error {
+		return c.do(ctx, http.MethodPost, apiPath("service", id), ScaleRequest{InstanceNum: &n}, nil)
+	})
+}
+
+// retry calls send until it succeeds, fails in a way a retry cannot mend,
+// or c.retries retries are spent or ctx ends; it returns the last error.
+// Retried: transport errors (no answer), 503 (nothing was written) and
+// 504 (the outcome is unknown: only for requests safe to repeat).
+func (c *Client) retry(ctx context.Context, send func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := send()
+		if err == nil || attempt >= c.retries || ctx.Err() != nil || !retriable(err) {
+			return err
+		}
+		if !sleepCtx(ctx, retryWait(attempt, 250*time.Millisecond, 4*time.Second)) {
+			return err
+		}
+	}
+}
+
+func retriable(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.StatusCode == http.StatusServiceUnavailable || ae.StatusCode == http.StatusGatewayTimeout
+	}
+	// Not an answer from the master: the request or the answer was lost
+	// on the way. Errors of our own making (encoding) are not retried.
+	var ue *url.Error
+	return errors.As(err, &ue)
 }
 
 // DeleteService stops every instance of service id and removes it
@@ -282,7 +342,7 @@ func apiError(status int, body []byte) *APIError {
 // do sends body (JSON-encoded unless nil) to path and decodes the answer
 // into out: a *string receives the plain-text body trimmed of white space,
 // nil discards the body, anything else is decoded as JSON.
-func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+func (c *Client) do(ctx context.Context, method, path string, body, out any, header ...http.Header) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -299,6 +359,11 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	for _, h := range header {
+		for k, vs := range h {
+			req.Header[k] = vs
+		}
+	}
 	resp, err := c.send(c.hc, req)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // EmbeddedEtcdConfig configures StartEmbeddedEtcd. The zero value starts a
@@ -174,6 +175,9 @@ func newEtcdClient(endpoints []string, dialTimeout time.Duration, tlsCfg *tls.Co
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 2 * time.Second,
 		Logger:               zap.NewNop(),
+		// Tells a write that may have been applied from one that was
+		// never sent (etcdwrite.go).
+		DialOptions: []grpc.DialOption{grpc.WithStatsHandler(sentTracker{})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gdpm: etcd client: %w", err)

@@ -76,6 +76,12 @@ type MasterConfig struct {
 	// empty line, so that proxies keep it open. Default
 	// DefaultEventHeartbeat (15s).
 	EventHeartbeat time.Duration
+	// CORSOrigins are the browser origins ("https://app.example.com")
+	// allowed to drive the API from their pages: they get CORS answers and
+	// their state-changing requests pass. Other origins' state-changing
+	// requests are refused with 403 (csrf.go). Default: none; "*" is
+	// refused.
+	CORSOrigins []string
 	// Logger receives the master's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -174,6 +180,8 @@ type Master struct {
 	httpSrv *http.Server
 	leader  atomic.Bool
 	metrics *masterMetrics
+	cors    map[string]bool // allowed origins, normalized
+	idem    idemLeases
 	// logClient reaches the slaves' log servers.
 	logClient    *http.Client
 	logTransport *http.Transport
@@ -197,7 +205,11 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Master{cfg: cfg, k: newKeyspace(cfg.Prefix), log: cfg.Logger, conns: map[net.Conn]struct{}{}}
+	cors, err := parseOrigins(cfg.CORSOrigins)
+	if err != nil {
+		return nil, err
+	}
+	m := &Master{cfg: cfg, k: newKeyspace(cfg.Prefix), log: cfg.Logger, conns: map[net.Conn]struct{}{}, cors: cors}
 	m.metrics = newMasterMetrics(m)
 	m.logTransport = newLogTransport(cfg.RequestTimeout)
 	m.logClient = &http.Client{Transport: m.logTransport}

@@ -80,9 +80,10 @@ func newMasterMetrics(m *Master) *masterMetrics {
 	return mm
 }
 
-// countEtcdError counts err if it is etcd being unavailable.
+// countEtcdError counts err if it is etcd being unavailable or not
+// answering a write.
 func (mm *masterMetrics) countEtcdError(err error) {
-	if errors.Is(err, ErrUnavailable) {
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrOutcomeUnknown) {
 		mm.etcdErrors.Inc()
 	}
 }

@@ -1,7 +1,6 @@
 package gdpm_test
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -17,6 +16,11 @@ type tcpProxy struct {
 	cut   bool
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
+	// While stalled, bytes are read but held, not forwarded: etcd
+	// frozen (SIGSTOP) as its clients see it.
+	stalled bool
+	closed  bool
+	wake    *sync.Cond
 }
 
 func newTCPProxy(t testing.TB, target string) *tcpProxy {
@@ -26,6 +30,7 @@ func newTCPProxy(t testing.TB, target string) *tcpProxy {
 		t.Fatal(err)
 	}
 	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.wake = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(p.close)
@@ -63,7 +68,23 @@ func (p *tcpProxy) serve() {
 
 func (p *tcpProxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			for p.stalled && !p.closed {
+				p.wake.Wait()
+			}
+			p.mu.Unlock()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
@@ -84,7 +105,20 @@ func (p *tcpProxy) setCut(cut bool) {
 	}
 }
 
+// setStall holds every byte in both directions while stalled is true,
+// and delivers what it held, in order, when it is set back to false.
+func (p *tcpProxy) setStall(stalled bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stalled = stalled
+	p.wake.Broadcast()
+}
+
 func (p *tcpProxy) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.wake.Broadcast()
+	p.mu.Unlock()
 	p.ln.Close()
 	p.setCut(true)
 	p.wg.Wait()

@@ -35,6 +35,7 @@ func run(args []string) error {
 	dev := fs.Bool("dev", false, "development cluster: embedded etcd in a temporary dir plus one slave in this process")
 	leaseTTL := fs.Duration("lease-ttl", gdpm.DefaultLeaseTTL, "slave liveness lease")
 	electionTTL := fs.Duration("election-ttl", gdpm.DefaultElectionTTL, "how long a dead leader holds the scheduler before a standby master takes over")
+	corsOrigins := fs.String("cors-origin", "", "comma-separated browser `ORIGINS` (https://app.example.com) allowed to drive the API from their pages; other origins' writes are refused")
 	logFlags := cmdutil.AddLogFlags(fs)
 	secF := addSecFlags(fs)
 	fs.Usage = func() {
@@ -101,6 +102,7 @@ func run(args []string) error {
 	mcfg := gdpm.MasterConfig{
 		Endpoints: endpoints, Prefix: *prefix, HTTPAddr: *httpAddr, TCPAddr: *tcpAddr,
 		Token: *token, LeaseTTL: *leaseTTL, ElectionTTL: *electionTTL, Logger: log,
+		CORSOrigins: strings.Split(*corsOrigins, ","),
 	}
 	if sec != nil {
 		mcfg.TLS, mcfg.EtcdTLS = sec.master, sec.etcdTLS
