@@ -174,3 +174,17 @@ func doReq(t *testing.T, req *http.Request) *http.Response {
 	resp.Body.Close()
 	return resp
 }
+
+// Over HTTPS the master's own origin is https://HOST: the web interface
+// served by it works, and the plain-http origin of the same host is
+// another origin.
+func TestSameOriginOverHTTPS(t *testing.T) {
+	c := newCluster(t, clusterOpts{slaves: 0, token: "s3cret", secure: true})
+	own := c.apiURL(c.master())
+	if code, _, body := c.do("POST", "/service/", "application/json", `{"Command":"true","InstanceNum":0}`, "Origin", own, "Sec-Fetch-Site", "same-origin"); code != http.StatusOK {
+		t.Fatalf("same-origin create over https: %d %s", code, body)
+	}
+	if code, _, body := c.do("POST", "/service/", "application/json", `{"Command":"true","InstanceNum":0}`, "Origin", strings.Replace(own, "https:", "http:", 1)); code != http.StatusForbidden {
+		t.Fatalf("http origin of the same host over https: %d %s, want 403", code, body)
+	}
+}
