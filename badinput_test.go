@@ -103,6 +103,8 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"scale other serviceId", "POST", "/service/" + id, js, `{"serviceId":"other","InstanceNum":2}`, 400, "not the path's service id"},
 		{"scale count in the wrong case", "POST", "/service/" + id, js, `{"instancenum":2}`, 400, `unknown field "instancenum"`},
 		{"scale plain text", "POST", "/service/" + id, "text/plain", `InstanceNum=2`, 415, "not read here"},
+		{"logs unknown parameter", "GET", "/service/" + id + "/logs?Tail=5", "", "", 400, `unknown query parameter "Tail"`},
+		{"logs repeated tail", "GET", "/service/" + id + "/logs?tail=1&tail=2", "", "", 400, `"tail" is given 2 times`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -101,6 +101,16 @@ type logQuery struct {
 // ErrBadRequest. tail defaults to DefaultLogTail, -1 means none.
 func parseLogQuery(q map[string][]string) (logQuery, error) {
 	lq := logQuery{tail: DefaultLogTail}
+	// Strict, as the API's bodies: a misspelt or repeated parameter is
+	// refused rather than read as something else.
+	for _, k := range sortedKeys(q) {
+		switch {
+		case k != "instance" && k != "tail" && k != "follow":
+			return lq, fmt.Errorf("unknown query parameter %q: the parameters are instance, tail and follow: %w", k, ErrBadRequest)
+		case k != "instance" && len(q[k]) > 1:
+			return lq, fmt.Errorf("query parameter %q is given %d times: %w", k, len(q[k]), ErrBadRequest)
+		}
+	}
 	for _, v := range q["instance"] {
 		for id := range strings.SplitSeq(v, ",") {
 			if !pathSafeID(id) {
