@@ -15,6 +15,7 @@ const DefaultPrefix = "/gdpm/"
 //	<p>sched/cursor                  id of the node that got the last placement
 //	<p>sched/failed/<svc>            schedFailure: why svc cannot be placed
 //	<p>election/                     leader election of the masters
+//	<p>idempotency/<sha256 of key>   idemRecord of a create, on a 24h+ lease
 //
 // Assignment keys carry the node id first so that a slave reads and watches
 // a single prefix.
