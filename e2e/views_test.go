@@ -141,7 +141,10 @@ func TestWebInterfaceStaysHonest(t *testing.T) {
 	p.wait("the lost node in the events panel", `[...document.querySelectorAll('#events tr[data-type="node.lost"]')]`+
 		`.some(r => r.textContent.includes(`+js(lost[:8])+`))`)
 	c.waitRunning(t, id, 2) // its instance moved, or came back with the node
-	p.wait("both instances running again in the page", `document.querySelectorAll('#instances tr[data-state="running"]').length === 2`)
+	p.wait("both instances running again in the page, none on the lost node", `(rs => rs.length === 2 && rs.every(r => r.state === 'running' && r.node !== `+js(lost[:8])+`))`+
+		`([...document.querySelectorAll('#instances tbody tr')].map(r => ({state: r.dataset.state, node: r.cells[1].textContent})))`)
+	p.wait("the moved instance's start marked in the merged log", `[...document.querySelectorAll('#log-lines .line.gap[data-instance]')]`+
+		`.some(l => / started · pid \d+ · node [0-9a-f]{8}/.test(l.textContent))`)
 
 	p.do("scroll to the top", chromedp.Evaluate[chromedp.Void](`scrollTo(0, 0)`))
 	saveScreenshot(t, run(p, "take the 1280 px screenshot", chromedp.FullScreenshot(100)), "ui.png", 1280)

@@ -32,6 +32,9 @@
   const drawn = {}; // table id -> the rows last drawn, as JSON
   const serviceNames = new Map(); // service id -> command
   const nodeNames = new Map(); // node id -> hostname
+  // node id -> when it registered, exactly (GET /node/ says it to the
+  // minute, in the master's zone)
+  const nodeJoined = new Map();
 
   // --- the token ---
 
@@ -295,7 +298,7 @@
 
   function drawNodes(n) {
     const status = {1: 'online', 2: 'draining'};
-    const rows = n.Ids.map((id, i) => ({id, status: n.Status[i], services: n.ServiceNum[i], time: n.Times[i], host: nodeNames.get(id) || ''}));
+    const rows = n.Ids.map((id, i) => ({id, status: n.Status[i], services: n.ServiceNum[i], time: nodeJoined.get(id) || n.Times[i], host: nodeNames.get(id) || ''}));
     $('node-count').textContent = `(${rows.length})`;
     fill('nodes', rows, (r) => el('tr', {},
       el('td', {}, idCode(r.id), r.host ? el('span', {className: 'host'}, ' ' + r.host) : null),
@@ -560,7 +563,8 @@
     for (const l of batch) {
       let row;
       if (l.gap) {
-        row = el('div', {className: 'line gap'}, '— ' + l.gap + ' —');
+        row = el('div', {className: 'line gap', 'data-instance': l.instance || null}, '— ' + l.gap + ' —');
+        if (l.instance) row.hidden = !!filter && filter !== l.instance;
       } else {
         addLogInstance(l.Instance);
         const ms = lineTime(l);
@@ -623,6 +627,7 @@
     if (ev.Type === 'node.joined' && ev.Message && ev.Message.startsWith('hostname ')) {
       nodeNames.set(ev.Node, ev.Message.slice(9));
     }
+    if (ev.Type === 'node.joined' && ev.Time) nodeJoined.set(ev.Node, ev.Time);
     if (ev.Type === 'service.created' && ev.Message) serviceNames.set(ev.Service, ev.Message);
     const details = [];
     if (ev.PID) details.push(`pid ${ev.PID}`);
@@ -640,6 +645,23 @@
     const heads = ['When', 'Event', 'What', 'Details'];
     [...tr.cells].forEach((td, i) => td.setAttribute('data-label', heads[i]));
     return tr;
+  }
+
+  // Process events of the service whose log is open become marker lines
+  // in the log, where they arrive among the lines.
+  const markers = {
+    'instance.started': 'started', 'instance.restarted': 'restarted', 'instance.exited': 'exited',
+    'instance.stopped': 'stopped', 'instance.failed': 'failed to start',
+  };
+
+  function markLog(ev) {
+    const what = markers[ev.Type];
+    if (!what || !log.abort || ev.Service !== log.service || !ev.Instance) return;
+    let text = `instance ${short(ev.Instance)} ${what}`;
+    if (ev.ExitCode !== undefined && ev.ExitCode !== null) text += ` (exit ${ev.ExitCode})`;
+    if (ev.PID) text += ` · pid ${ev.PID}`;
+    if (ev.Node) text += ` · node ${short(ev.Node)}`;
+    appendLog([{gap: text, instance: ev.Instance}]);
   }
 
   function showEvents(batch) {
@@ -691,6 +713,7 @@
         await lines(res, (ev) => {
           events.rev = Math.max(events.rev, ev.Revision || 0);
           batch.push(ev);
+          markLog(ev);
           if (!flush) flush = setTimeout(() => { flush = 0; const b = batch; batch = []; showEvents(b); }, 50);
           soon();
         }, alive);

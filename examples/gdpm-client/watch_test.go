@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -89,5 +92,66 @@ func TestWatchRedrawsOnScale(t *testing.T) {
 	// Only a terminal has its screen cleared between frames.
 	if s := out.String(); strings.Contains(s, clearScreen) {
 		t.Errorf("frames written to a buffer clear the screen:\n%q", s)
+	}
+}
+
+// TestWatchResumesTheStream: when the master ends the event stream, the
+// watch opens it again after the last revision it read, redraws, and goes
+// on until interrupted; no event, no redraw.
+func TestWatchResumesTheStream(t *testing.T) {
+	var mu sync.Mutex
+	var sinces []string
+	lists := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/service/":
+			mu.Lock()
+			lists++
+			mu.Unlock()
+			writeJSON(w, gdpm.ServiceList{Services: fixServices})
+		case "/events/":
+			mu.Lock()
+			sinces = append(sinces, r.URL.Query().Get("since"))
+			n := len(sinces)
+			mu.Unlock()
+			w.Header().Set(gdpm.RevisionHeader, "2")
+			if n == 1 {
+				serveNDJSON(w, fixEvents[:2], -1) // then the master ends the stream
+				return
+			}
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		default:
+			http.Error(w, "unexpected request "+r.URL.Path, http.StatusBadRequest)
+		}
+	}))
+	defer srv.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	var errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runWith(ctx, []string{"get", "services", "-w"}, &out, &errb, env("GDPM_ADDR", srv.URL), realAPI)
+	}()
+	resumed := fmt.Sprintf("(revision %d,", fixEvents[1].Revision)
+	waitOutput(t, "a frame after the stream was resumed", &out, func(s string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(sinces) == 2 && strings.Count(s, resumed) > 0 && strings.Count(s, "Every event:") == lists
+	})
+	mu.Lock()
+	if want := strconv.FormatInt(fixEvents[1].Revision, 10); sinces[1] != want {
+		t.Errorf("resumed with since=%q, want %s (the last revision read)", sinces[1], want)
+	}
+	mu.Unlock()
+	cancel()
+	if code := <-done; code != exitOK || errb.Len() > 0 {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+	if !strings.Contains(out.String(), fixServices[0].ID) {
+		t.Errorf("the frames do not list the services:\n%s", out.String())
 	}
 }
