@@ -511,7 +511,7 @@ func (m *Master) handleCreateService(w http.ResponseWriter, r *http.Request, _ h
 		m.log.Info("service created", "id", s.ID, "command", logValue(s.Command), "instances", s.InstanceNum)
 	} else {
 		m.log.Info("service create retried", "id", id, "idempotency_key", key)
-		w.Header().Set("Idempotent-Replayed", "true")
+		w.Header().Set(IdempotentReplayedHeader, "true")
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)

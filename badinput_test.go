@@ -22,7 +22,7 @@ import (
 // nothing was written.
 func (c *cluster) etcdRev() int64 {
 	c.t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.eps, DialTimeout: 5 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.eps, TLS: c.etcdTLS, DialTimeout: 5 * time.Second})
 	if err != nil {
 		c.t.Fatal(err)
 	}

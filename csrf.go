@@ -134,7 +134,7 @@ func (m *Master) csrf(next http.Handler) http.Handler {
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Add("Vary", "Origin")
-			h.Set("Access-Control-Expose-Headers", RevisionHeader)
+			h.Set("Access-Control-Expose-Headers", RevisionHeader+", "+IdempotentReplayedHeader)
 		}
 		if r.Method == http.MethodOptions && origin != "" && r.Header.Get("Access-Control-Request-Method") != "" {
 			if !allowed {

@@ -24,6 +24,10 @@ import (
 // IdempotencyKeyHeader names the request header of an idempotent create.
 const IdempotencyKeyHeader = "Idempotency-Key"
 
+// IdempotentReplayedHeader is "true" in the answer to a create that a key
+// matched to an earlier one: nothing was created now.
+const IdempotentReplayedHeader = "Idempotent-Replayed"
+
 // IdempotencyKeyTTL is how long the master remembers an Idempotency-Key at
 // least; it forgets it within an hour after that.
 const IdempotencyKeyTTL = 24 * time.Hour
