@@ -91,6 +91,13 @@ func TestWebInterfaceStaysHonest(t *testing.T) {
 	c.waitRunning(t, id, 2)
 	p.wait("its two instances running in the page", `document.getElementById('detail-id').textContent === `+js(id)+
 		` && document.querySelectorAll('#instances tr[data-state="running"]').length === 2`)
+	// The keyboard alone: close the panel, reach the service's button,
+	// Enter opens the panel again and the focus lands in it.
+	p.do("close the service's panel", chromedp.Click(chromedp.CSS("#detail-close")))
+	p.wait("the focus back on the service's button", `document.getElementById('detail').hidden && document.activeElement.dataset.open === `+js(id))
+	p.do("press Enter", chromedp.KeyEvent("\r"))
+	p.wait("the panel open with the focus in it", `!document.getElementById('detail').hidden && document.activeElement.id === 'detail-h'`+
+		` && (r => !!r && r.dataset.service === `+js(id)+`)(document.querySelector('#services tr[aria-current="true"]'))`)
 	p.wait("the creation in the events panel, with the short id and the command",
 		`[...document.querySelectorAll('#events tr[data-type="service.created"]')].some(r => r.textContent.includes(`+js(id[:8]+" "+command[:20])+`)`+
 			` && !r.textContent.includes(`+js(id)+`))`)

@@ -636,7 +636,7 @@
     if (ev.InstanceNum !== undefined && ev.InstanceNum !== null && ev.Type !== 'service.created') details.push(`${ev.InstanceNum} instances`);
     if (ev.Message && !(ev.Type === 'service.created' || (ev.Type === 'node.joined' && ev.Message.startsWith('hostname ')))) details.push(ev.Message);
     if (ev.Type === 'service.created' && ev.InstanceNum !== undefined) details.push(`${ev.InstanceNum} instances`);
-    const what = el('td', {className: 'what'}, nameOf('service', ev.Service), nameOf('instance', ev.Instance), nameOf('node', ev.Node));
+    const what = el('td', {className: 'what'}, el('span', {className: 'refs'}, nameOf('service', ev.Service), nameOf('instance', ev.Instance), nameOf('node', ev.Node)));
     const tr = el('tr', {'data-type': ev.Type, 'data-rev': ev.Revision},
       el('td', {}, when(ev.Time)),
       el('td', {}, el('span', {className: 'ev ev-' + (eventClass[ev.Type] || 'muted')}, ev.Type)),
@@ -791,9 +791,13 @@
       });
     });
 
+    // Opening a service moves the focus to its panel, below the list,
+    // so that keyboard and screen reader users land where it opened.
     $('services').tBodies[0].addEventListener('click', (e) => {
       const row = e.target.closest('tr[data-service]');
-      if (row) openDetail(row.dataset.service);
+      if (!row) return;
+      openDetail(row.dataset.service);
+      $('detail-h').focus();
     });
 
     $('scale-instances').addEventListener('input', () => (scaleEdited = true));
@@ -826,7 +830,13 @@
         say($('create-submit'), `Deleted service ${short(id)}; its processes are stopping.`);
       });
     });
-    $('detail-close').addEventListener('click', closeDetail);
+    $('detail-close').addEventListener('click', () => {
+      const id = selected;
+      closeDetail();
+      // Back to the service's row, where the user came from.
+      const b = document.querySelector(`#services button[data-open="${CSS.escape(id)}"]`);
+      if (b) b.focus();
+    });
     $('log-all').addEventListener('click', () => openLog(selected, ''));
 
     $('instances').tBodies[0].addEventListener('click', (e) => {
