@@ -140,10 +140,14 @@ type Slave struct {
 	mu      sync.Mutex
 	nodeID  string
 	lastErr error // the last registration failure, for WaitReady
-	started bool
-	closed  bool
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// refused is closed when a master refused the token or the slave
+	// refused the master's CA: retrying alone will not fix either.
+	refused     chan struct{}
+	refusedOnce sync.Once
+	started     bool
+	closed      bool
+	cancel      context.CancelFunc
+	done        chan struct{}
 }
 
 // NewSlave validates cfg and returns a slave that has not started.
@@ -156,7 +160,7 @@ func NewSlave(cfg SlaveConfig) (*Slave, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Slave{cfg: cfg, log: cfg.Logger, sec: sec, ready: make(chan struct{}), done: make(chan struct{})}, nil
+	return &Slave{cfg: cfg, log: cfg.Logger, sec: sec, ready: make(chan struct{}), done: make(chan struct{}), refused: make(chan struct{})}, nil
 }
 
 // Start begins registering and running work in the background and returns
@@ -222,22 +226,44 @@ func (s *Slave) Start(ctx context.Context) error {
 }
 
 // WaitReady waits until the slave has registered and read its assignments.
+// It returns early, with an error that wraps ErrUnauthorized or
+// ErrUntrusted, when a master refused the token or the slave refused a
+// master whose certificate does not chain to the pinned CA: the slave
+// keeps trying, but only a change of configuration can fix those.
 func (s *Slave) WaitReady(ctx context.Context) error {
-	select {
-	case <-s.ready:
-		return nil
-	case <-s.done:
-		return ErrClosed
-	case <-ctx.Done():
-		s.mu.Lock()
-		cause := s.lastErr
-		s.mu.Unlock()
-		if cause != nil {
-			// The reason (a wrong pin or token) tells more than the
-			// deadline; errors.Is finds both.
-			return fmt.Errorf("gdpm: slave not ready: %w (%w)", cause, ctx.Err())
+	refused := s.refused
+	for {
+		select {
+		case <-s.ready:
+			return nil
+		case <-s.done:
+			return ErrClosed
+		case <-refused:
+			select {
+			case <-s.ready:
+				return nil
+			default:
+			}
+			s.mu.Lock()
+			cause := s.lastErr
+			s.mu.Unlock()
+			if cause != nil {
+				return fmt.Errorf("gdpm: slave not ready: %w", cause)
+			}
+			// Registered since a refusal: wait for the rest.
+			refused = nil
+			continue
+		case <-ctx.Done():
+			s.mu.Lock()
+			cause := s.lastErr
+			s.mu.Unlock()
+			if cause != nil {
+				// The reason (a wrong pin or token) tells more than the
+				// deadline; errors.Is finds both.
+				return fmt.Errorf("gdpm: slave not ready: %w (%w)", cause, ctx.Err())
+			}
+			return fmt.Errorf("gdpm: slave not ready: %w", ctx.Err())
 		}
-		return fmt.Errorf("gdpm: slave not ready: %w", ctx.Err())
 	}
 }
 
@@ -343,6 +369,9 @@ func (s *Slave) run(ctx context.Context) {
 		s.mu.Lock()
 		s.lastErr = err
 		s.mu.Unlock()
+		if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrUntrusted) {
+			s.refusedOnce.Do(func() { close(s.refused) })
+		}
 		if err != nil {
 			s.log.Warn("registration failed", "err", err)
 			if !retry.wait(ctx) {

@@ -112,7 +112,8 @@ func run(args []string) error {
 		return err
 	}
 	// A wrong pin or token will not fix itself: say so and exit 1 instead
-	// of retrying forever. A master that is merely not up yet is waited for.
+	// of retrying forever (WaitReady returns at once for those). A master
+	// that is merely not up yet is waited for.
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err = s.WaitReady(wctx)
 	cancel()
