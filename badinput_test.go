@@ -103,6 +103,11 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"scale other serviceId", "POST", "/service/" + id, js, `{"serviceId":"other","InstanceNum":2}`, 400, "not the path's service id"},
 		{"scale count in the wrong case", "POST", "/service/" + id, js, `{"instancenum":2}`, 400, `unknown field "instancenum"`},
 		{"scale plain text", "POST", "/service/" + id, "text/plain", `InstanceNum=2`, 415, "not read here"},
+		// Found by FuzzDecodeCreate: bytes that are not UTF-8 were stored
+		// as U+FFFD, not as sent.
+		{"form value not UTF-8", "POST", "/service/", form, `Command=sleep+%E4`, 400, `form field "Command" is not valid UTF-8`},
+		{"JSON not UTF-8", "POST", "/service/", js, "{\"Command\":\"sleep \xe4\"}", 400, "not valid UTF-8"},
+		{"scale form not UTF-8", "POST", "/service/" + id, form, `InstanceNum=2&serviceId=%E4`, 400, "not valid UTF-8"},
 		{"logs unknown parameter", "GET", "/service/" + id + "/logs?Tail=5", "", "", 400, `unknown query parameter "Tail"`},
 		{"logs repeated tail", "GET", "/service/" + id + "/logs?tail=1&tail=2", "", "", 400, `"tail" is given 2 times`},
 	}

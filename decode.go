@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Strict decoding of the API's request bodies. encoding/json alone ignores
@@ -96,6 +97,11 @@ func jsonMembers(body []byte) (map[string]json.RawMessage, error) {
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, bad("empty body: send a JSON object")
+	}
+	// encoding/json would store bytes that are not UTF-8 as U+FFFD: not
+	// what was sent (found by FuzzDecodeCreate).
+	if !utf8.Valid(body) {
+		return nil, bad("body is not valid UTF-8")
 	}
 	if err := checkJSONKeys(body); err != nil {
 		return nil, err
@@ -328,6 +334,13 @@ func parseFormBody(body []byte, allowed map[string]bool, route string) (url.Valu
 	for k, vs := range form {
 		if len(vs) > 1 && k != "Env" {
 			return nil, fmt.Errorf("form field %q is given %d times: %w", k, len(vs), ErrBadRequest)
+		}
+		for _, v := range vs {
+			// Stored as JSON, bytes that are not UTF-8 would become
+			// U+FFFD (found by FuzzDecodeCreate).
+			if !utf8.ValidString(v) {
+				return nil, fmt.Errorf("form field %q is not valid UTF-8: %w", k, ErrBadRequest)
+			}
 		}
 	}
 	return form, nil
