@@ -89,6 +89,11 @@ func TestWebInterfaceStaysHonest(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#create-submit")))
 	id := c.waitService(t, command)
 	c.waitRunning(t, id, 2)
+	// The form sent an Idempotency-Key: the master keeps it beside the
+	// service, so a create retried after a lost answer makes one service.
+	if n := countKeys(t, c, gdpm.DefaultPrefix+"idempotency/"); n != 1 {
+		t.Errorf("%d idempotency keys stored after one create from the page, want 1", n)
+	}
 	p.wait("its two instances running in the page", `document.getElementById('detail-id').textContent === `+js(id)+
 		` && document.querySelectorAll('#instances tr[data-state="running"]').length === 2`)
 	// The keyboard alone: close the panel, reach the service's button,
@@ -208,15 +213,34 @@ func pick(sel, value string) chromedp.Action[chromedp.Void] {
 		`; e.dispatchEvent(new Event('change', {bubbles: true})); })(document.querySelector(` + js(sel) + `))`)
 }
 
-// revokeNodeLease revokes the lease of node's record, which is what etcd
-// does when the slave goes silent, without waiting for the TTL.
-func revokeNodeLease(t *testing.T, c *cluster, node string) {
+// etcdClient connects to the cluster's etcd, closed when the test ends.
+func etcdClient(t *testing.T, c *cluster) *clientv3.Client {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: c.etcd.Endpoints(), DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// countKeys counts the keys under prefix in the cluster's etcd.
+func countKeys(t *testing.T, c *cluster, prefix string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTime)
+	defer cancel()
+	resp, err := etcdClient(t, c).Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Count
+}
+
+// revokeNodeLease revokes the lease of node's record, which is what etcd
+// does when the slave goes silent, without waiting for the TTL.
+func revokeNodeLease(t *testing.T, c *cluster, node string) {
+	t.Helper()
+	cli := etcdClient(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTime)
 	defer cancel()
 	resp, err := cli.Get(ctx, gdpm.DefaultPrefix+"nodes/"+node)

@@ -69,8 +69,8 @@
   // call sends one same-origin request and returns the response, or throws
   // an APIError carrying the master's {"error": "..."} message; status 0
   // means no answer at all. timeout bounds the wait for the answer's head.
-  async function call(method, path, {body, signal, accept = 'application/json', timeout = 0} = {}) {
-    const headers = {Accept: accept};
+  async function call(method, path, {body, signal, accept = 'application/json', timeout = 0, extra = {}} = {}) {
+    const headers = {...extra, Accept: accept};
     const t = token();
     if (t) headers.Authorization = 'Bearer ' + t;
     const ctl = new AbortController();
@@ -745,6 +745,16 @@
 
   // --- actions ---
 
+  let createAttempt = null; // {sig, key}: the last create, while its outcome is unknown
+
+  // newKey is a random Idempotency-Key (crypto.randomUUID needs a secure
+  // context; the page may be served over plain HTTP on a loopback address).
+  function newKey() {
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    return [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  }
+
   // act runs one write and shows its outcome next to button; the button
   // stays disabled while the request is out.
   async function act(button, fn) {
@@ -755,7 +765,7 @@
     } catch (err) {
       let msg = err.message;
       if (err.status === 401) msg = 'Wrong or missing token: set it at the top of the page.';
-      else if (err.status === 0) msg = 'Not done: the master is unreachable.';
+      else if (err.status === 0) msg = 'No answer from the master (unreachable, or it failed before answering): see the state once it is back.';
       say(button, msg, true);
     } finally {
       button.disabled = false;
@@ -783,7 +793,23 @@
           InstanceNum: Number($('create-instances').value),
           Restart: $('create-restart').value,
         };
-        const id = (await (await call('POST', 'service/', {body})).text()).trim();
+        // A create whose outcome is unknown (no answer, 503, 504) is sent
+        // again with the same Idempotency-Key, so it makes one service.
+        const sig = JSON.stringify(body);
+        if (!createAttempt || createAttempt.sig !== sig) createAttempt = {sig, key: newKey()};
+        let id;
+        try {
+          id = (await (await call('POST', 'service/', {body, extra: {'Idempotency-Key': createAttempt.key}})).text()).trim();
+        } catch (err) {
+          if ([0, 503, 504].includes(err.status)) {
+            err.message = `${err.status ? err.message : 'No answer from the master'}. Create again to retry: it is sent with the same key, so it cannot make two services.`;
+            err.status = -1;
+          } else {
+            createAttempt = null;
+          }
+          throw err;
+        }
+        createAttempt = null;
         $('create-command').value = '';
         serviceNames.set(id, body.Command);
         say(b, `Created service ${short(id)}.`);
