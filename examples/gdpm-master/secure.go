@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -19,6 +20,7 @@ type secFlags struct {
 	cert, key, ca             *string
 	advertise                 *string
 	etcdCA, etcdCert, etcdKey *string
+	caDir                     *string
 }
 
 func addSecFlags(fs *flag.FlagSet) *secFlags {
@@ -31,6 +33,7 @@ func addSecFlags(fs *flag.FlagSet) *secFlags {
 		etcdCA:    fs.String("etcd-cacert", "", "CA `FILE` of an external etcd's server certificate (handed to slaves)"),
 		etcdCert:  fs.String("etcd-cert", "", "client certificate `FILE` for an external etcd (handed to slaves)"),
 		etcdKey:   fs.String("etcd-key", "", "client key `FILE` for an external etcd (handed to slaves)"),
+		caDir:     fs.String("ca-dir", "", "with -etcd: the cluster CA's `DIR` (ca.crt, ca.key; another master's -embed-etcd DIR/pki), to run a standby master on that master's etcd"),
 	}
 }
 
@@ -106,6 +109,9 @@ func (f *secFlags) setup(embedDir string, embedded bool, stderr io.Writer) (*sec
 			return nil, cmdutil.Usagef("-tls-cert with -embed-etcd is not supported: use the built-in CA, or an external etcd with -etcd-cacert/-etcd-cert/-etcd-key")
 		}
 	}
+	if embedded && *f.caDir != "" {
+		return nil, cmdutil.Usagef("-ca-dir goes with -etcd: with -embed-etcd DIR the CA is kept in DIR/pki")
+	}
 	if embedded {
 		var ca *gdpm.CA
 		var err error
@@ -139,7 +145,37 @@ func (f *secFlags) setup(embedDir string, embedded bool, stderr io.Writer) (*sec
 		}
 		sec.master.SlaveEtcd = creds
 	}
+	if *f.caDir != "" {
+		// A standby master on another master's embedded etcd: that etcd
+		// trusts the cluster CA, so this master issues its own client
+		// certificate, and slaves use the ones they are issued (no etcd
+		// key is handed out).
+		ca, err := readCAFiles(*f.caDir)
+		if err != nil {
+			return nil, err
+		}
+		sec.master.CA = ca
+		if *f.etcdCert == "" {
+			if sec.etcdTLS, err = ca.EtcdClientTLS("gdpm master"); err != nil {
+				return nil, err
+			}
+			sec.master.SlaveEtcd = nil
+		}
+	}
 	return sec, nil
+}
+
+// readCAFiles loads DIR/ca.crt and DIR/ca.key, which must exist.
+func readCAFiles(dir string) (*gdpm.CA, error) {
+	certPEM, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, "ca.key"))
+	if err != nil {
+		return nil, err
+	}
+	return gdpm.ParseCA(certPEM, keyPEM)
 }
 
 // joinHost is the registration address to print in the join line: the
