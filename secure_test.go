@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -306,6 +307,15 @@ func TestMasterBinarySecuresOrStaysOnLoopback(t *testing.T) {
 	if hash != ca.Hash() || !strings.HasSuffix(join, "-token $GDPM_TOKEN -ca-hash "+ca.Hash()) || !strings.HasPrefix(join, "gdpm-slave -master 127.0.0.1:") {
 		t.Fatalf("printed CA %q and join line %q; the CA in %s is %s", hash, join, dir, ca.Hash())
 	}
+	// A standby master on that etcd, given the CA files: the same hash.
+	m := regexp.MustCompile(`endpoints=\[(https://[0-9.:]+)\]`).FindStringSubmatch(p.out.String())
+	if m == nil {
+		t.Fatalf("no etcd endpoint in the output:\n%s", p.out.String())
+	}
+	standby := startBinProc(t, bin, "-etcd", m[1], "-ca-dir", filepath.Join(dir, "pki"), "-http", "127.0.0.1:0", "-tcp", "127.0.0.1:0", "-token", secureToken)
+	waitFor(t, 30*time.Second, "the standby's CA line", func() (bool, string) {
+		return strings.Contains(standby.out.String(), "gdpm-master: CA "+ca.Hash()+"\n"), standby.out.String()
+	})
 }
 
 // With an etcd that has a CA of its own (as an external etcd would), the
