@@ -251,7 +251,7 @@
     const since = lastGood ? ` Showing what it said at ${absolute(lastGood)}.` : ' Nothing could be read yet.';
     let title;
     if (err.status === 0) title = 'Master unreachable.';
-    else if (err.status === 401) title = 'The master refuses the token.';
+    else if (err.status === 401) title = token() ? 'The master refuses the token.' : 'Token needed: enter the cluster token above.';
     else title = `The master cannot answer: ${err.message}.`;
     const detail = `${since} Retrying every ${POLL_MS / 1000} s.`;
     $('offline').hidden = false;

@@ -90,6 +90,23 @@ func TestCompleteWords(t *testing.T) {
 	if code != exitOK || cfg.Addr != "h:1" || cfg.Token != "t" {
 		t.Errorf("exit %d, connected with %+v; want 0 and the line's -addr and -token", code, cfg)
 	}
+	// A secured master: the CA pin comes from the line, or the environment.
+	pin := "sha256:" + strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		args   []string
+		getenv func(string) string
+	}{
+		{[]string{completeVerb, "-ca-hash", pin, "get", "service", ""}, env()},
+		{[]string{completeVerb, "-ca-hash=" + pin, "delete", ""}, env()},
+		{[]string{completeVerb, "logs", ""}, env("GDPM_CA_HASH", pin)},
+	} {
+		cfg = gdpm.ClientConfig{}
+		runWith(t.Context(), tc.args, &bytes.Buffer{}, &bytes.Buffer{}, tc.getenv,
+			func(c gdpm.ClientConfig) (api, error) { cfg = c; return stub, nil })
+		if cfg.CAHash != pin {
+			t.Errorf("%q: connected with CAHash %q, want %q", tc.args, cfg.CAHash, pin)
+		}
+	}
 }
 
 func TestCompletionScripts(t *testing.T) {
