@@ -164,6 +164,7 @@ func TestWebInterfaceStaysHonest(t *testing.T) {
 	// A phone: nothing wider than the screen.
 	p.do("turn into a phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulatePortrait))
 	p.wait("the page to fit 390 px", `document.documentElement.scrollWidth <= 390`)
+	t.Logf("at 390x844 the page is %d px wide", run(p, "measure the page", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)))
 	for _, sel := range []string{"#nodes", "#services", "#instances", "#events", "#log-lines", "#scale-submit", "#token-forget"} {
 		p.wait(sel+" inside the screen", `(r => r.right <= 390 && r.left >= 0)(document.querySelector(`+js(sel)+`).getBoundingClientRect())`)
 	}
