@@ -611,6 +611,12 @@ func (m *Master) handleScaleService(w http.ResponseWriter, r *http.Request, p ht
 // jittered wait, so that concurrent scales all land (the last one wins)
 // and a client sees 409 only when the races never end.
 func (m *Master) scale(ctx context.Context, id string, n int) (Service, error) {
+	unlock, err := m.writes.lock(ctx, m.k.service(id))
+	if err != nil {
+		// Nothing of this request was written.
+		return Service{}, storeErr("gdpm: scale service", err)
+	}
+	defer unlock()
 	for attempt := 0; ; attempt++ {
 		s, modRev, _, err := m.getService(ctx, id)
 		if err != nil {

@@ -182,6 +182,8 @@ type Master struct {
 	metrics *masterMetrics
 	cors    map[string]bool // allowed origins, normalized
 	idem    idemLeases
+	// writes makes this master's writers of one service take turns.
+	writes keyLock
 	// logClient reaches the slaves' log servers.
 	logClient    *http.Client
 	logTransport *http.Transport
