@@ -52,7 +52,11 @@ func (m *Master) Handler() http.Handler {
 	both(http.MethodGet, "/service/:id", m.handleGetService)
 	both(http.MethodPost, "/service/:id", m.handleScaleService)
 	both(http.MethodDelete, "/service/:id", m.handleDeleteService)
+	both(http.MethodPut, "/service/:id", m.handlePutService)
 	both(http.MethodGet, "/service/:id/logs", m.handleServiceLogs)
+	both(http.MethodPost, "/service/:id/stop", m.handleStopService)
+	both(http.MethodPost, "/service/:id/start", m.handleStartService)
+	both(http.MethodPost, "/service/:id/restart", m.handleRestartService)
 	both(http.MethodGet, "/events", m.handleEvents)
 	both(http.MethodGet, "/metrics", m.handleMetrics)
 	m.routeUI(r, names)
@@ -118,7 +122,7 @@ func (m *Master) fail(w http.ResponseWriter, r *http.Request, err error) {
 // wrapping adds and without the "bad request" the status already says.
 func apiMessage(err error) string {
 	msg := strings.ReplaceAll(err.Error(), "gdpm: ", "")
-	for _, sentinel := range []string{": bad request", ": too large", ": unsupported media type"} {
+	for _, sentinel := range []string{": bad request", ": too large", ": unsupported media type", ": name taken"} {
 		msg = strings.TrimSuffix(msg, sentinel)
 	}
 	return msg
@@ -197,16 +201,29 @@ func (m *Master) readNodes(ctx context.Context) ([]Node, int64, error) {
 // scanKeys calls fn for every key under prefix at rev, in pages, so a large
 // cluster is never read in one response.
 func (m *Master) scanKeys(ctx context.Context, prefix string, rev int64, fn func(key string)) error {
+	return m.scan(ctx, prefix, rev, true, func(key string, _ []byte) { fn(key) })
+}
+
+// scanKVs is scanKeys with the values.
+func (m *Master) scanKVs(ctx context.Context, prefix string, rev int64, fn func(key string, val []byte)) error {
+	return m.scan(ctx, prefix, rev, false, fn)
+}
+
+func (m *Master) scan(ctx context.Context, prefix string, rev int64, keysOnly bool, fn func(key string, val []byte)) error {
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	from := prefix
 	for {
-		resp, err := m.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithRev(rev),
-			clientv3.WithKeysOnly(), clientv3.WithLimit(10000), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithRev(rev),
+			clientv3.WithLimit(10000), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)}
+		if keysOnly {
+			opts = append(opts, clientv3.WithKeysOnly())
+		}
+		resp, err := m.cli.Get(ctx, from, opts...)
 		if err != nil {
 			return storeErr("gdpm: read "+strings.TrimPrefix(prefix, m.k.p), err)
 		}
 		for _, kv := range resp.Kvs {
-			fn(string(kv.Key))
+			fn(string(kv.Key), kv.Value)
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			return nil
@@ -288,20 +305,22 @@ func (m *Master) readServices(ctx context.Context, rev int64) (map[string]Servic
 type instanceTable struct {
 	where  map[string]map[string]string // svc -> inst -> node
 	status map[string]InstanceStatus    // svc/inst -> status
+	placed map[string]placement         // svc/inst -> what its assignment says
 }
 
 // readInstances reads placements and statuses; svc "" means all services.
 func (m *Master) readInstances(ctx context.Context, rev int64, svc string) (instanceTable, error) {
-	t := instanceTable{where: map[string]map[string]string{}, status: map[string]InstanceStatus{}}
-	put := func(s, inst, node string) {
+	t := instanceTable{where: map[string]map[string]string{}, status: map[string]InstanceStatus{}, placed: map[string]placement{}}
+	put := func(s, inst, node string, val []byte) {
 		if t.where[s] == nil {
 			t.where[s] = map[string]string{}
 		}
 		t.where[s][inst] = node
+		t.placed[s+"/"+inst] = placementOf(node, val)
 	}
-	err := m.scanKeys(ctx, m.k.assignAll(), rev, func(key string) {
+	err := m.scanKVs(ctx, m.k.assignAll(), rev, func(key string, val []byte) {
 		if node, s, inst, ok := m.k.splitAssign(key); ok && (svc == "" || s == svc) {
-			put(s, inst, node)
+			put(s, inst, node, val)
 		}
 	})
 	if err != nil {
@@ -311,9 +330,9 @@ func (m *Master) readInstances(ctx context.Context, rev int64, svc string) (inst
 	if svc != "" {
 		pendingPrefix, statusPrefix = m.k.pending(svc, ""), m.k.statuses(svc)
 	}
-	err = m.scanKeys(ctx, pendingPrefix, rev, func(key string) {
+	err = m.scanKVs(ctx, pendingPrefix, rev, func(key string, val []byte) {
 		if s, inst, ok := splitPair(key, m.k.pendingAll()); ok {
-			put(s, inst, "")
+			put(s, inst, "", val)
 		}
 	})
 	if err != nil {
@@ -358,14 +377,15 @@ func (m *Master) readSchedFailures(ctx context.Context, rev int64, svc string) (
 // node reported (a status from another node is stale and ignored).
 func (t instanceTable) info(svc, inst string) InstanceInfo {
 	node := t.where[svc][inst]
-	in := InstanceInfo{ID: inst, Node: node, State: StatePending}
+	p := t.placed[svc+"/"+inst]
+	in := InstanceInfo{ID: inst, Node: node, State: StatePending, Index: p.index, Version: p.version}
 	if node == "" {
 		return in
 	}
 	in.State = StateAssigned
 	if st, ok := t.status[svc+"/"+inst]; ok && st.Node == node {
-		in.State, in.PID, in.ExitCode, in.Restarts, in.StartedAt, in.Error =
-			st.State, st.PID, st.ExitCode, st.Restarts, st.StartedAt, st.Error
+		in.State, in.PID, in.ExitCode, in.Restarts, in.StartedAt, in.Error, in.Ports =
+			st.State, st.PID, st.ExitCode, st.Restarts, st.StartedAt, st.Error, st.Ports
 	}
 	return in
 }
@@ -406,14 +426,21 @@ func (m *Master) handleListServices(w http.ResponseWriter, r *http.Request, _ ht
 		m.fail(w, r, err)
 		return
 	}
+	halts, err := m.readHalts(ctx, rev, "")
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
 	out := ServiceList{Services: []ServiceSummary{}}
 	for _, s := range services {
 		running, pending := t.counts(s.ID)
-		out.Services = append(out.Services, ServiceSummary{
-			ID: s.ID, Command: s.Command, InstanceNum: s.InstanceNum,
+		sum := ServiceSummary{
+			ID: s.ID, Name: s.Name, Command: s.Command, InstanceNum: s.InstanceNum,
 			Running: running, Pending: pending, Restart: s.restartPolicy(), CreatedAt: s.CreatedAt,
 			SchedError: failed[s.ID],
-		})
+		}
+		sum.RolloutState = t.rolloutState(s, halts[s.ID])
+		out.Services = append(out.Services, sum)
 	}
 	sort.Slice(out.Services, func(i, j int) bool {
 		a, b := out.Services[i], out.Services[j]
@@ -452,7 +479,12 @@ func (m *Master) getService(ctx context.Context, id string) (Service, int64, int
 func (m *Master) handleGetService(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 	ctx, cancel := m.etcdCtx(r)
 	defer cancel()
-	s, _, rev, err := m.getService(ctx, p.ByName("id"))
+	id, err := m.resolveService(ctx, p.ByName("id"))
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	s, _, rev, err := m.getService(ctx, id)
 	if err != nil {
 		m.fail(w, r, err)
 		return
@@ -467,7 +499,12 @@ func (m *Master) handleGetService(w http.ResponseWriter, r *http.Request, p http
 		m.fail(w, r, err)
 		return
 	}
-	out := ServiceDetail{Service: s, Instances: []InstanceInfo{}, SchedError: failed[s.ID]}
+	halts, err := m.readHalts(ctx, rev, s.ID)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	out := ServiceDetail{Service: s, Instances: []InstanceInfo{}, SchedError: failed[s.ID], RolloutState: t.rolloutState(s, halts[s.ID])}
 	out.Restart = s.restartPolicy()
 	if out.StopTimeout == 0 {
 		out.StopTimeout = Duration(DefaultStopTimeout)
@@ -476,6 +513,8 @@ func (m *Master) handleGetService(w http.ResponseWriter, r *http.Request, p http
 	for _, inst := range sortedKeys(t.where[s.ID]) {
 		out.Instances = append(out.Instances, t.info(s.ID, inst))
 	}
+	// By index: a rollout's new instance beside the old one it replaces.
+	sort.SliceStable(out.Instances, func(i, j int) bool { return out.Instances[i].Index < out.Instances[j].Index })
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -508,7 +547,7 @@ func (m *Master) handleCreateService(w http.ResponseWriter, r *http.Request, _ h
 		return
 	}
 	if created {
-		m.log.Info("service created", "id", s.ID, "command", logValue(s.Command), "instances", s.InstanceNum)
+		m.log.Info("service created", "id", s.ID, "name", s.Name, "command", logValue(s.Command), "instances", s.InstanceNum)
 	} else {
 		m.log.Info("service create retried", "id", id, "idempotency_key", key)
 		w.Header().Set(IdempotentReplayedHeader, "true")
@@ -533,7 +572,18 @@ func (m *Master) validateCreate(req CreateRequest) (Service, error) {
 	bad := func(format string, args ...any) (Service, error) {
 		return Service{}, fmt.Errorf(format+": %w", append(args, ErrBadRequest)...)
 	}
-	if err := checkSpecSize(Spec{Command: req.Command, Env: req.Env, Dir: req.Dir, Restart: req.Restart, StopTimeout: req.StopTimeout}); err != nil {
+	if err := checkSpecSize(Spec{Command: req.Command, Env: req.Env, Dir: req.Dir, Restart: req.Restart, StopTimeout: req.StopTimeout, Ports: req.Ports}); err != nil {
+		return Service{}, err
+	}
+	if req.Name != "" {
+		if err := checkName(req.Name); err != nil {
+			return Service{}, err
+		}
+	}
+	if err := checkPorts(req.Ports); err != nil {
+		return Service{}, err
+	}
+	if err := req.Rollout.check(); err != nil {
 		return Service{}, err
 	}
 	cmd := strings.TrimSpace(req.Command)
@@ -565,13 +615,15 @@ func (m *Master) validateCreate(req CreateRequest) (Service, error) {
 		}
 	}
 	return Service{
-		ID: uuid.NewString(),
+		ID:   uuid.NewString(),
+		Name: req.Name,
 		Spec: Spec{
 			Command: cmd, Env: req.Env, Dir: req.Dir,
-			Restart: req.Restart, StopTimeout: req.StopTimeout,
+			Restart: req.Restart, StopTimeout: req.StopTimeout, Ports: req.Ports,
 		},
 		InstanceNum: n,
 		CreatedAt:   time.Now().UTC(),
+		Rollout:     req.Rollout,
 	}, nil
 }
 
@@ -598,6 +650,10 @@ func (m *Master) handleScaleService(w http.ResponseWriter, r *http.Request, p ht
 	}
 	ctx, cancel := m.etcdCtx(r)
 	defer cancel()
+	if id, err = m.resolveService(ctx, id); err != nil {
+		m.fail(w, r, err)
+		return
+	}
 	s, err := m.scale(ctx, id, n)
 	if err != nil {
 		m.fail(w, r, err)
@@ -649,25 +705,45 @@ func (m *Master) scale(ctx context.Context, id string, n int) (Service, error) {
 }
 
 func (m *Master) handleDeleteService(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-	id := p.ByName("id")
 	ctx, cancel := m.etcdCtx(r)
 	defer cancel()
-	key := m.k.service(id)
-	// The pending queue goes with the spec; the scheduler removes the
-	// placed instances and their slaves stop them.
-	wctx, sent := withSentFlag(ctx)
-	resp, err := m.cli.Txn(wctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
-		Then(clientv3.OpDelete(key), clientv3.OpDelete(m.k.pending(id, ""), clientv3.WithPrefix())).
-		Commit()
+	id, err := m.resolveService(ctx, p.ByName("id"))
 	if err != nil {
-		m.fail(w, r, writeErr("gdpm: delete service", sent, err))
+		m.fail(w, r, err)
 		return
 	}
-	if !resp.Succeeded {
-		m.fail(w, r, fmt.Errorf("service %q: %w", id, ErrNotFound))
+	if err := m.deleteService(ctx, id); err != nil {
+		m.fail(w, r, err)
 		return
 	}
-	m.log.Info("service deleted", "id", id)
 	writeJSON(w, http.StatusOK, map[string]any{"ID": id, "Deleted": true})
+}
+
+// deleteService removes a service record with its name, its pending queue
+// and its rollout record, in one transaction; the scheduler removes the
+// placed instances and their slaves stop them.
+func (m *Master) deleteService(ctx context.Context, id string) error {
+	for attempt := 0; ; attempt++ {
+		s, modRev, _, err := m.getService(ctx, id)
+		if err != nil {
+			return err
+		}
+		key := m.k.service(id)
+		ops := []clientv3.Op{clientv3.OpDelete(key), clientv3.OpDelete(m.k.pending(id, ""), clientv3.WithPrefix()), clientv3.OpDelete(m.k.halt(id))}
+		if s.Name != "" {
+			ops = append(ops, clientv3.OpDelete(m.k.name(s.Name)))
+		}
+		wctx, sent := withSentFlag(ctx)
+		resp, err := m.cli.Txn(wctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).Then(ops...).Commit()
+		if err != nil {
+			return writeErr("gdpm: delete service", sent, err)
+		}
+		if resp.Succeeded {
+			m.log.Info("service deleted", "id", id, "name", s.Name)
+			return nil
+		}
+		if attempt == 5 {
+			return fmt.Errorf("gdpm: delete service %s: %w", id, ErrConflict)
+		}
+	}
 }

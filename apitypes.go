@@ -24,12 +24,16 @@ type NodeServices struct {
 
 // CreateRequest is the body of POST /service/. A missing InstanceNum means 1.
 type CreateRequest struct {
+	// Name is optional; unique in the cluster (see checkName).
+	Name        string            `json:"Name,omitempty"`
 	Command     string            `json:"Command"`
 	InstanceNum *int              `json:"InstanceNum,omitempty"`
 	Env         map[string]string `json:"Env,omitempty"`
 	Dir         string            `json:"Dir,omitempty"`
 	Restart     RestartPolicy     `json:"Restart,omitempty"`
 	StopTimeout Duration          `json:"StopTimeout,omitempty"`
+	Ports       []string          `json:"Ports,omitempty"`
+	Rollout     RolloutPolicy     `json:"Rollout,omitzero"`
 }
 
 // ScaleRequest is the body of POST /service/:id/.
@@ -40,6 +44,7 @@ type ScaleRequest struct {
 // ServiceSummary is one entry of GET /service/.
 type ServiceSummary struct {
 	ID          string        `json:"ID"`
+	Name        string        `json:"Name,omitempty"`
 	Command     string        `json:"Command"`
 	InstanceNum int           `json:"InstanceNum"` // desired
 	Running     int           `json:"Running"`
@@ -49,6 +54,30 @@ type ServiceSummary struct {
 	// SchedError says why the scheduler cannot place the service; empty
 	// while it can.
 	SchedError string `json:"SchedError,omitempty"`
+	RolloutState
+}
+
+// ServiceStatus is a service's state as a whole.
+type ServiceStatus string
+
+// The service statuses.
+const (
+	ServiceRunning ServiceStatus = "running" // every instance runs the current version (or is on its way)
+	ServiceRolling ServiceStatus = "rolling" // a rollout replaces instances of an older version
+	ServiceHalted  ServiceStatus = "halted"  // the rollout stopped: a new instance failed (RolloutError says why)
+	ServiceStopped ServiceStatus = "stopped" // stopped: no instance runs, InstanceNum is kept
+)
+
+// RolloutState is what GET /service/ and GET /service/:id/ say about a
+// service's version and rollout.
+type RolloutState struct {
+	Status ServiceStatus `json:"Status"`
+	// Version is the service's current version (Service.Version).
+	Version string `json:"Version"`
+	// Updated counts the instances placed for Version.
+	Updated int `json:"Updated"`
+	// RolloutError says why the rollout to Version halted.
+	RolloutError string `json:"RolloutError,omitempty"`
 }
 
 // ServiceList is the body of GET /service/.
@@ -66,6 +95,12 @@ type InstanceInfo struct {
 	Restarts  int           `json:"Restarts"`
 	StartedAt time.Time     `json:"StartedAt,omitzero"`
 	Error     string        `json:"Error,omitempty"`
+	// Index is the instance's stable ordinal (GDPM_INSTANCE_INDEX).
+	Index int `json:"Index"`
+	// Version is the service version it was placed for.
+	Version string `json:"Version,omitempty"`
+	// Ports are its named ports, as its slave reserved them.
+	Ports map[string]int `json:"Ports,omitempty"`
 }
 
 // ServiceDetail is the body of GET /service/:id/.
@@ -77,6 +112,7 @@ type ServiceDetail struct {
 	// SchedError says why the scheduler cannot place the service; empty
 	// while it can.
 	SchedError string `json:"SchedError,omitempty"`
+	RolloutState
 }
 
 // errorBody is every error answer: {"error": "..."}.
@@ -96,6 +132,11 @@ const (
 	EventServiceScaled        EventType = "service.scaled"        // InstanceNum is the new desired count
 	EventServiceDeleted       EventType = "service.deleted"       // its queue goes with it; its instances are removed next
 	EventServiceUnschedulable EventType = "service.unschedulable" // the scheduler cannot place it (Message says why); the others go on
+	EventServiceUpdated       EventType = "service.updated"       // its spec changed: a rollout to the new version begins
+	EventServiceStopped       EventType = "service.stopped"       // stopped: its instances are removed, InstanceNum kept
+	EventServiceStarted       EventType = "service.started"       // started again after a stop
+	EventServiceRestarted     EventType = "service.restarted"     // a rolling restart of every instance begins
+	EventServiceHalted        EventType = "service.halted"        // its rollout stopped: a new instance failed (Message says why); the old ones run on
 	EventInstancePlaced       EventType = "instance.placed"       // put on Node: new, from the queue, or moved off a node that went away
 	EventInstancePending      EventType = "instance.pending"      // queued: no node online
 	EventInstanceRemoved      EventType = "instance.removed"      // taken off Node (scale-down, delete), or out of the queue

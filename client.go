@@ -558,3 +558,39 @@ func (s *LogStream) Next() (LogLine, error) {
 
 // Close ends the stream; it may be called while Next waits.
 func (s *LogStream) Close() error { return s.st.body.Close() }
+
+// ApplyService makes the service called spec.Name match spec, creating it
+// when there is none (PUT /service/:name/); the answer says whether it was
+// created, updated or unchanged.
+func (c *Client) ApplyService(ctx context.Context, spec CreateRequest) (ApplyResult, error) {
+	var out ApplyResult
+	if err := checkID("service", spec.Name); err != nil {
+		return out, err
+	}
+	err := c.do(ctx, http.MethodPut, apiPath("service", spec.Name), spec, &out)
+	return out, err
+}
+
+// StopService stops every instance of a service and keeps its InstanceNum
+// (POST /service/:id/stop/); id may be the service's name.
+func (c *Client) StopService(ctx context.Context, id string) error {
+	return c.lifecycle(ctx, id, "stop")
+}
+
+// StartService starts a stopped service again (POST /service/:id/start/).
+func (c *Client) StartService(ctx context.Context, id string) error {
+	return c.lifecycle(ctx, id, "start")
+}
+
+// RestartService replaces every instance of a service, one index at a
+// time, as a rollout does (POST /service/:id/restart/).
+func (c *Client) RestartService(ctx context.Context, id string) error {
+	return c.lifecycle(ctx, id, "restart")
+}
+
+func (c *Client) lifecycle(ctx context.Context, id, verb string) error {
+	if err := checkID("service", id); err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, apiPath("service", id, verb), nil, nil)
+}

@@ -234,6 +234,11 @@ func decodeCreateBody(body []byte, kind bodyKind) (CreateRequest, error) {
 		return req, err
 	}
 	req.Command = form.Get("Command")
+	req.Name = form.Get("Name")
+	req.Ports = form["Ports"]
+	if _, ok := form["Rollout"]; ok {
+		return req, fmt.Errorf("Rollout cannot be given as a form field: send JSON: %w", ErrBadRequest)
+	}
 	if req.InstanceNum, err = formInt(form, "InstanceNum"); err != nil {
 		return req, err
 	}

@@ -56,6 +56,11 @@ var (
 	// answer came back in time: it may or may not have been applied. Read
 	// the state, or retry with the same Idempotency-Key, to find out.
 	ErrOutcomeUnknown = errors.New("gdpm: outcome unknown")
+
+	// ErrNameTaken is returned when a service is created with a name
+	// another service has; the API answers 409. It is also an
+	// ErrConflict.
+	ErrNameTaken error = &subError{"gdpm: name taken", ErrConflict}
 )
 
 // subError is a sentinel that is also a more general one, so that

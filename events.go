@@ -254,6 +254,8 @@ func (d *eventDeriver) revision(evs []*clientv3.Event, now time.Time, out []Even
 			out = d.status(ev, f, svc, inst, base, out)
 		} else if svc, ok := strings.CutPrefix(key, d.k.failedAll()); ok {
 			out = d.failed(ev, svc, base, out)
+		} else if svc, ok := strings.CutPrefix(key, d.k.haltAll()); ok {
+			out = d.halt(ev, svc, base, out)
 		}
 	}
 	return out
@@ -314,11 +316,46 @@ func (d *eventDeriver) service(ev *clientv3.Event, id string, e Event, out []Eve
 		}
 	case !decode(ev.PrevKv, &prev):
 		e.Type, e.InstanceNum = EventServiceScaled, &cur.InstanceNum
-	case prev.InstanceNum != cur.InstanceNum:
-		e.Type, e.InstanceNum = EventServiceScaled, &cur.InstanceNum
-		e.Message = fmt.Sprintf("from %d to %d instances", prev.InstanceNum, cur.InstanceNum)
 	default:
+		// One write may change several things (an apply): one event
+		// each.
+		if prev.InstanceNum != cur.InstanceNum {
+			s := e
+			s.Type, s.InstanceNum = EventServiceScaled, &cur.InstanceNum
+			s.Message = fmt.Sprintf("from %d to %d instances", prev.InstanceNum, cur.InstanceNum)
+			out = append(out, s)
+		}
+		if prev.Stopped != cur.Stopped {
+			s := e
+			s.Type, s.Message = EventServiceStarted, "its instances start again"
+			if cur.Stopped {
+				s.Type, s.Message = EventServiceStopped, "its instances stop; InstanceNum is kept"
+			}
+			out = append(out, s)
+		}
+		if prev.Restarted != cur.Restarted {
+			s := e
+			s.Type, s.Message = EventServiceRestarted, "a rolling restart of every instance, version "+cur.version()
+			out = append(out, s)
+		} else if prev.version() != cur.version() {
+			s := e
+			s.Type, s.Message = EventServiceUpdated, "the spec changed: rolling out version "+cur.version()
+			out = append(out, s)
+		}
 		return out
+	}
+	return append(out, e)
+}
+
+// halt reports the scheduler's record that a rollout stopped.
+func (d *eventDeriver) halt(ev *clientv3.Event, svc string, e Event, out []Event) []Event {
+	var h rolloutHalt
+	if ev.Type == clientv3.EventTypeDelete || !decode(ev.Kv, &h) {
+		return out
+	}
+	e.Type, e.Service, e.Instance, e.Message = EventServiceHalted, svc, h.Instance, h.Error
+	if !h.Time.IsZero() {
+		e.Time = h.Time
 	}
 	return append(out, e)
 }

@@ -80,6 +80,10 @@ type Spec struct {
 	// StopTimeout is how long a stop waits after SIGTERM before SIGKILL;
 	// zero means DefaultStopTimeout.
 	StopTimeout Duration `json:"StopTimeout,omitempty"`
+	// Ports names the TCP ports each instance needs: the slave reserves a
+	// free port per name per instance and passes it as GDPM_PORT_<NAME>
+	// (upper case, '-' as '_').
+	Ports []string `json:"Ports,omitempty"`
 }
 
 // DefaultStopTimeout is the grace period between SIGTERM and SIGKILL.
@@ -103,9 +107,19 @@ func (s Spec) restartPolicy() RestartPolicy {
 // instances should run.
 type Service struct {
 	ID string `json:"ID"`
+	// Name is the service's unique name; optional.
+	Name string `json:"Name,omitempty"`
 	Spec
 	InstanceNum int       `json:"InstanceNum"`
 	CreatedAt   time.Time `json:"CreatedAt"`
+	// Stopped keeps every instance down while InstanceNum is kept.
+	Stopped bool `json:"Stopped,omitempty"`
+	// Restarted counts the restarts asked for (POST /service/:id/restart):
+	// it is part of the service's Version, so a restart is a rollout of
+	// the same spec.
+	Restarted int `json:"Restarted,omitempty"`
+	// Rollout shapes how a changed spec replaces the instances.
+	Rollout RolloutPolicy `json:"Rollout,omitzero"`
 }
 
 // Assignment is one instance placed on a node (or, with Node empty, waiting
@@ -127,6 +141,16 @@ type Assignment struct {
 	// Spec and no SpecRev (by gdpm 0.1, or by hand) runs that Spec.
 	Spec     Spec      `json:"Spec,omitzero"`
 	PlacedAt time.Time `json:"PlacedAt"`
+	// Index is the instance's ordinal, 0..InstanceNum-1: a replacement
+	// (after a crash, a node loss or in a rollout) takes the index of the
+	// instance it replaces. It lives in the assignment so that it
+	// survives the node.
+	Index int `json:"Index"`
+	// Version is the service's Version the instance was placed for; a
+	// rollout replaces the instances of other versions.
+	Version string `json:"Version,omitempty"`
+	// Name is the service's name, filled in by the slave with the Spec.
+	Name string `json:"-"`
 
 	resolved bool // Spec is known: filled in by the slave, or inline
 }
@@ -156,6 +180,8 @@ type InstanceStatus struct {
 	ExitCode  *int          `json:"ExitCode,omitempty"`
 	Restarts  int           `json:"Restarts"`
 	Error     string        `json:"Error,omitempty"`
+	// Ports are the TCP ports reserved for the instance, by name.
+	Ports map[string]int `json:"Ports,omitempty"`
 }
 
 // NodeStatus values in the seed API's Status array.

@@ -83,7 +83,9 @@ func fingerprint(s Service) string {
 	b, _ := json.Marshal(struct {
 		Spec
 		InstanceNum int
-	}{s.Spec, s.InstanceNum})
+		Name        string        `json:",omitempty"`
+		Rollout     RolloutPolicy `json:",omitzero"`
+	}{s.Spec, s.InstanceNum, s.Name, s.Rollout})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
@@ -120,9 +122,14 @@ func (m *Master) createService(ctx context.Context, s Service, key string) (stri
 	absent := clientv3.Compare(clientv3.CreateRevision(svcKey), "=", 0)
 	put := clientv3.OpPut(svcKey, string(val))
 	exists := fmt.Errorf("gdpm: service id %s already exists: %w", s.ID, ErrConflict)
+	// The name is claimed in the same transaction (names.go).
+	nameCmps, nameOps := m.nameOps(s.Name, s.ID)
+	if s.Name != "" {
+		exists = fmt.Errorf("a service named %q already exists: %w", s.Name, ErrNameTaken)
+	}
 	if key == "" {
 		wctx, sent := withSentFlag(ctx)
-		resp, err := m.cli.Txn(wctx).If(absent).Then(put).Commit()
+		resp, err := m.cli.Txn(wctx).If(append(nameCmps, absent)...).Then(append(nameOps, put)...).Commit()
 		if err != nil {
 			return "", false, writeErr("gdpm: create service", sent, err)
 		}
@@ -140,8 +147,8 @@ func (m *Master) createService(ctx context.Context, s Service, key string) (stri
 		}
 		wctx, sent := withSentFlag(ctx)
 		resp, err := m.cli.Txn(wctx).
-			If(absent, clientv3.Compare(clientv3.CreateRevision(ik), "=", 0)).
-			Then(put, clientv3.OpPut(ik, string(rec), clientv3.WithLease(lease))).
+			If(append(nameCmps, absent, clientv3.Compare(clientv3.CreateRevision(ik), "=", 0))...).
+			Then(append(nameOps, put, clientv3.OpPut(ik, string(rec), clientv3.WithLease(lease)))...).
 			Else(clientv3.OpGet(ik)).
 			Commit()
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) && attempt == 0 {

@@ -14,6 +14,8 @@ const DefaultPrefix = "/gdpm/"
 //	<p>status/<svc>/<inst>           InstanceStatus, bound to the slave's lease
 //	<p>sched/cursor                  id of the node that got the last placement
 //	<p>sched/failed/<svc>            schedFailure: why svc cannot be placed
+//	<p>names/<name>                  the id of the service called name
+//	<p>rollout/<svc>                 rolloutHalt: why svc's rollout stopped
 //	<p>election/                     leader election of the masters
 //	<p>idempotency/<sha256 of key>   idemRecord of a create, on a 24h+ lease
 //
@@ -49,6 +51,10 @@ func (k keyspace) cursor() string                  { return k.p + "sched/cursor"
 func (k keyspace) failedAll() string               { return k.p + "sched/failed/" }
 func (k keyspace) failed(svc string) string        { return k.p + "sched/failed/" + svc }
 func (k keyspace) election() string                { return k.p + "election/" }
+func (k keyspace) names() string                   { return k.p + "names/" }
+func (k keyspace) name(name string) string         { return k.p + "names/" + name }
+func (k keyspace) haltAll() string                 { return k.p + "rollout/" }
+func (k keyspace) halt(svc string) string          { return k.p + "rollout/" + svc }
 
 // splitAssign parses an assignment key into node, service and instance ids.
 func (k keyspace) splitAssign(key string) (node, svc, inst string, ok bool) {

@@ -49,7 +49,13 @@ func (m *Master) handleServiceLogs(w http.ResponseWriter, r *http.Request, p htt
 		m.fail(w, r, fmt.Errorf("gdpm: logs: master not started: %w", ErrUnavailable))
 		return
 	}
-	svc := p.ByName("id")
+	rctx, rcancel := m.etcdCtx(r)
+	svc, err := m.resolveService(rctx, p.ByName("id"))
+	rcancel()
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
 	sources, rev, err := m.logSources(r, svc, lq.instances)
 	if err != nil {
 		m.fail(w, r, err)

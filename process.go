@@ -33,8 +33,12 @@ type runnerConfig struct {
 	LogMaxSize  int64 // default DefaultLogMaxSize
 	LogMaxFiles int   // default DefaultLogMaxFiles
 	// Env is the base environment; nil means os.Environ(). Spec.Env is
-	// added on top.
+	// added on top, and Identity on top of that.
 	Env []string
+	// Identity is the instance's GDPM_* variables (see instanceEnv).
+	Identity []string
+	// Ports are the ports reserved for the instance, shown in its status.
+	Ports map[string]int
 	// OnStatus is called from the runner's goroutine on every state change,
 	// in order; it must not block. After Kill it is not called again.
 	OnStatus func(InstanceStatus)
@@ -156,7 +160,7 @@ func startRunner(cfg runnerConfig) *runner {
 	r := &runner{
 		cfg:    cfg,
 		log:    cfg.Logger.With("service", a.Service, "instance", a.Instance),
-		env:    buildEnv(cfg.Env, a.Spec.Env),
+		env:    append(buildEnv(cfg.Env, a.Spec.Env), cfg.Identity...),
 		dir:    workDir(cfg.BaseDir, a.Spec.Dir),
 		policy: a.Spec.restartPolicy(),
 		stopCh: make(chan struct{}),
@@ -245,7 +249,7 @@ func (r *runner) Done() <-chan struct{} { return r.done }
 
 func (r *runner) emit(st InstanceStatus) {
 	a := r.cfg.Assignment
-	st.Service, st.Instance, st.Node = a.Service, a.Instance, r.cfg.Node
+	st.Service, st.Instance, st.Node, st.Ports = a.Service, a.Instance, r.cfg.Node, r.cfg.Ports
 	r.mu.Lock()
 	r.status = st
 	r.mu.Unlock()

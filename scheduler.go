@@ -61,6 +61,14 @@ type scheduler struct {
 	// placements for that change were committed.
 	seen    map[string]time.Time
 	observe func(time.Duration)
+
+	// Rollouts (rollout.go): the services with a rollout in flight are
+	// looked at every rolloutTick; their instances' statuses are read
+	// before each plan, and runningSince holds when this term first saw
+	// each new instance running.
+	rolling      map[string]bool
+	statuses     map[string]map[string]InstanceStatus
+	runningSince map[string]map[string]time.Time
 }
 
 // schedStats counts the scheduler's work; read by benchmarks and metrics.
@@ -85,6 +93,8 @@ func (s *scheduler) run(ctx context.Context) error {
 	wch := s.cli.Watch(wctx, s.k.assignAll(), clientv3.WithRange(s.k.statusAll()), clientv3.WithRev(s.view.rev+1))
 	ticker := time.NewTicker(s.resync)
 	defer ticker.Stop()
+	rollTicker := time.NewTicker(rolloutTick)
+	defer rollTicker.Stop()
 	for {
 		if (s.allDirty || len(s.dirty) > 0) && s.view.rev >= s.lastWrite {
 			if err := s.reconcile(ctx); err != nil {
@@ -97,6 +107,10 @@ func (s *scheduler) run(ctx context.Context) error {
 			return ctx.Err()
 		case <-ticker.C:
 			s.allDirty = true
+		case <-rollTicker.C:
+			for id := range s.rolling {
+				s.dirty[id] = true
+			}
 		case wr, ok := <-wch:
 			if !ok {
 				return fmt.Errorf("gdpm: scheduler watch closed")
@@ -157,9 +171,12 @@ func (s *scheduler) load(ctx context.Context) error {
 	s.dirty = map[string]bool{}
 	s.own = map[int64]bool{}
 	s.seen = map[string]time.Time{}
+	s.rolling = map[string]bool{}
+	s.statuses = map[string]map[string]InstanceStatus{}
+	s.runningSince = map[string]map[string]time.Time{}
 	s.allDirty = true
 	var rev int64
-	for _, prefix := range []string{s.k.nodes(), s.k.services(), s.k.assignAll(), s.k.pendingAll(), s.k.cursor(), s.k.failedAll()} {
+	for _, prefix := range []string{s.k.nodes(), s.k.services(), s.k.assignAll(), s.k.pendingAll(), s.k.cursor(), s.k.failedAll(), s.k.haltAll()} {
 		opts := []clientv3.OpOption{clientv3.WithPrefix()}
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
@@ -231,6 +248,9 @@ func (s *scheduler) reconcile(ctx context.Context) error {
 	s.allDirty = false
 	clear(s.dirty)
 
+	if err := s.readRolloutStatuses(ctx, ids); err != nil {
+		return err
+	}
 	startCursor := s.view.cursor
 	now := time.Now().UTC()
 	var units []unit
@@ -386,118 +406,6 @@ func cursorAfter(units []unit, start string) string {
 		}
 	}
 	return c
-}
-
-// plan appends the units that bring one service to its desired count.
-func (s *scheduler) plan(id string, now time.Time, units []unit) []unit {
-	v := s.view
-	entry, exists := v.services[id]
-	insts := v.instances[id]
-
-	var onLive, orphans, pending []string
-	for inst, p := range insts {
-		switch {
-		case p.node == "":
-			pending = append(pending, inst)
-		case v.live(p.node):
-			onLive = append(onLive, inst)
-		default:
-			orphans = append(orphans, inst)
-		}
-	}
-	sort.Strings(pending)
-	sort.Strings(orphans)
-	sort.Strings(onLive)
-
-	keyOf := func(inst string) string {
-		if n := insts[inst].node; n != "" {
-			return s.k.assign(n, id, inst)
-		}
-		return s.k.pending(id, inst)
-	}
-	remove := func(inst string) {
-		units = append(units, unit{service: id, del: keyOf(inst)})
-	}
-	if failedRev, failed := v.failed[id]; failed {
-		if exists && failedRev == entry.modRev {
-			return units // refused as it stands; a change tries again
-		}
-		// Changed or gone since it failed: the record goes with
-		// this plan's first transaction for the service.
-		units = append(units, unit{service: id, del: s.k.failed(id), meta: true})
-	}
-	if !exists {
-		for _, list := range [][]string{pending, orphans, onLive} {
-			for _, inst := range list {
-				remove(inst)
-			}
-		}
-		return units
-	}
-
-	// Scale down: what runs nowhere goes first, then instances from the
-	// nodes that hold the most of this service.
-	excess := len(pending) + len(orphans) + len(onLive) - entry.InstanceNum
-	for excess > 0 && len(pending) > 0 {
-		remove(pending[len(pending)-1])
-		pending = pending[:len(pending)-1]
-		excess--
-	}
-	for excess > 0 && len(orphans) > 0 {
-		remove(orphans[len(orphans)-1])
-		orphans = orphans[:len(orphans)-1]
-		excess--
-	}
-	if excess > 0 {
-		byNode := map[string][]string{}
-		for _, inst := range onLive {
-			n := insts[inst].node
-			byNode[n] = append(byNode[n], inst)
-		}
-		for ; excess > 0; excess-- {
-			busiest := ""
-			for n, list := range byNode {
-				if busiest == "" || len(list) > len(byNode[busiest]) ||
-					(len(list) == len(byNode[busiest]) && n > busiest) {
-					busiest = n
-				}
-			}
-			list := byNode[busiest]
-			remove(list[len(list)-1])
-			byNode[busiest] = list[:len(list)-1]
-		}
-	}
-
-	place := func(inst, oldKey string) {
-		node := v.nextNode()
-		u := unit{service: id, del: oldKey}
-		if node == "" {
-			if oldKey == s.k.pending(id, inst) {
-				return // stays in the queue
-			}
-			u.put = s.k.pending(id, inst)
-		} else {
-			u.put = s.k.assign(node, id, inst)
-			u.placed, u.cursor = true, node
-		}
-		val, _ := json.Marshal(Assignment{SpecRev: entry.modRev, PlacedAt: now})
-		u.val = string(val)
-		units = append(units, u)
-	}
-	for _, inst := range orphans {
-		place(inst, keyOf(inst))
-	}
-	for _, inst := range pending {
-		place(inst, keyOf(inst))
-	}
-	have := len(pending) + len(orphans) + len(onLive)
-	fresh := map[string]bool{}
-	for ; have < entry.InstanceNum; have++ {
-		inst := newInstanceID(func(id string) bool { _, used := insts[id]; return used || fresh[id] })
-		fresh[inst] = true
-		place(inst, "")
-	}
-	return units
 }
 
 // opBytes is what etcd's request size counts for one operation or compare

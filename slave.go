@@ -131,6 +131,7 @@ type Slave struct {
 	sec    *slaveSec // nil without TLS
 	tmpDir string
 	groups *groupTracker              // set by Start
+	ports  *portPool                  // the instances' named ports
 	logs   *logServer                 // set by Start
 	sup    atomic.Pointer[supervisor] // the session's; nil between sessions
 
@@ -160,7 +161,7 @@ func NewSlave(cfg SlaveConfig) (*Slave, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Slave{cfg: cfg, log: cfg.Logger, sec: sec, ready: make(chan struct{}), done: make(chan struct{}), refused: make(chan struct{})}, nil
+	return &Slave{cfg: cfg, log: cfg.Logger, sec: sec, ports: newPortPool(), ready: make(chan struct{}), done: make(chan struct{}), refused: make(chan struct{})}, nil
 }
 
 // Start begins registering and running work in the background and returns

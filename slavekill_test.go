@@ -33,6 +33,7 @@ func TestSlaveFailures(t *testing.T) {
 	t.Run("Kill9WithWatchdogThenRestartKillsOrphans", func(t *testing.T) { testKill9WatchdogRestart(t, bin) })
 	t.Run("WatchdogIsReplacedWhenKilled", func(t *testing.T) { testWatchdogReplaced(t, bin) })
 	t.Run("SIGTERMStopsAndLeavesAtOnce", func(t *testing.T) { testSIGTERM(t, bin) })
+	t.Run("Kill9KeepsInstanceIndices", func(t *testing.T) { testKill9KeepsIndices(t, bin) })
 }
 
 // testKill9: after kill -9 of the slave, every process its instances

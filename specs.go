@@ -27,7 +27,13 @@ type specCache struct {
 	k       keyspace
 	timeout time.Duration
 	log     *slog.Logger
-	specs   map[specRef]Spec
+	specs   map[specRef]namedSpec
+}
+
+// namedSpec is a service's spec and its name, as a record holds them.
+type namedSpec struct {
+	Spec
+	name string
 }
 
 type specRef struct {
@@ -36,7 +42,7 @@ type specRef struct {
 }
 
 func newSpecCache(cli *clientv3.Client, k keyspace, timeout time.Duration, log *slog.Logger) *specCache {
-	return &specCache{cli: cli, k: k, timeout: timeout, log: log, specs: map[specRef]Spec{}}
+	return &specCache{cli: cli, k: k, timeout: timeout, log: log, specs: map[specRef]namedSpec{}}
 }
 
 // resolve fills in the Spec of every assignment in desired and marks it
@@ -71,7 +77,7 @@ func (c *specCache) resolve(ctx context.Context, desired map[string]Assignment) 
 			}
 			c.specs[ref] = spec
 		}
-		a.Spec, a.resolved = spec, true
+		a.Spec, a.Name, a.resolved = spec.Spec, spec.name, true
 		desired[key] = a
 	}
 	for ref := range c.specs {
@@ -84,26 +90,26 @@ func (c *specCache) resolve(ctx context.Context, desired map[string]Assignment) 
 
 // read returns the spec of a service record at a revision; false when the
 // service does not exist there.
-func (c *specCache) read(ctx context.Context, ref specRef) (Spec, bool, error) {
+func (c *specCache) read(ctx context.Context, ref specRef) (namedSpec, bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	resp, err := c.cli.Get(cctx, c.k.service(ref.svc), clientv3.WithRev(ref.rev))
 	if errors.Is(err, rpctypes.ErrCompacted) || errors.Is(err, rpctypes.ErrFutureRev) {
-		// The history is gone. A spec never changes once created (a
-		// scale rewrites only InstanceNum), so the latest record of
-		// the service holds the same spec.
+		// The history is gone. The latest record is the best left:
+		// the same spec unless the service changed since, and then a
+		// rollout replaces this instance with one of the new spec.
 		resp, err = c.cli.Get(cctx, c.k.service(ref.svc))
 	}
 	if err != nil {
-		return Spec{}, false, storeErr("gdpm: read spec of service "+logValue(ref.svc), err)
+		return namedSpec{}, false, storeErr("gdpm: read spec of service "+logValue(ref.svc), err)
 	}
 	if len(resp.Kvs) == 0 {
-		return Spec{}, false, nil
+		return namedSpec{}, false, nil
 	}
 	var s Service
 	if err := json.Unmarshal(resp.Kvs[0].Value, &s); err != nil {
 		c.log.Warn("service record is corrupt; its instances cannot start", "service", logValue(ref.svc), "err", err)
-		return Spec{}, false, nil
+		return namedSpec{}, false, nil
 	}
-	return s.Spec, true, nil
+	return namedSpec{Spec: s.Spec, name: s.Name}, true, nil
 }

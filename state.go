@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"sort"
 	"strings"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
@@ -25,16 +26,24 @@ type clusterView struct {
 	// mod revision of the record that failed: the scheduler does not try
 	// that revision again; a change of the service (a scale) tries again.
 	failed map[string]int64
+	// halts holds the services whose rollout stopped on a failing new
+	// instance (rollout/SERVICE).
+	halts map[string]rolloutHalt
 }
 
 type serviceEntry struct {
 	Service
-	modRev int64
+	modRev  int64
+	version string // Service.version(), computed once
 }
 
-// placement is where an instance is: on a node, or pending when node is "".
+// placement is where an instance is (on a node, or pending when node is
+// ""), with what its assignment says: its index and version.
 type placement struct {
-	node string
+	node     string
+	index    int
+	version  string
+	placedAt time.Time
 }
 
 func newClusterView(k keyspace) *clusterView {
@@ -44,6 +53,7 @@ func newClusterView(k keyspace) *clusterView {
 		services:  map[string]serviceEntry{},
 		instances: map[string]map[string]placement{},
 		failed:    map[string]int64{},
+		halts:     map[string]rolloutHalt{},
 	}
 }
 
@@ -75,20 +85,29 @@ func (v *clusterView) apply(kv *mvccpb.KeyValue, deleted bool) change {
 		if deleted || json.Unmarshal(kv.Value, &s) != nil {
 			delete(v.services, id)
 		} else {
-			v.services[id] = serviceEntry{Service: s, modRev: kv.ModRevision}
+			v.services[id] = serviceEntry{Service: s, modRev: kv.ModRevision, version: s.version()}
 		}
 		return change{service: id}
 	case strings.HasPrefix(key, v.k.assignAll()):
 		node, svc, inst, ok := v.k.splitAssign(key)
 		if ok {
-			v.setInstance(svc, inst, node, deleted)
+			v.setInstance(svc, inst, placementOf(node, kv.Value), deleted)
 			return change{placement: svc}
 		}
 	case strings.HasPrefix(key, v.k.pendingAll()):
 		if svc, inst, ok := splitPair(key, v.k.pendingAll()); ok {
-			v.setInstance(svc, inst, "", deleted)
+			v.setInstance(svc, inst, placementOf("", kv.Value), deleted)
 			return change{placement: svc}
 		}
+	case strings.HasPrefix(key, v.k.haltAll()):
+		id := strings.TrimPrefix(key, v.k.haltAll())
+		var h rolloutHalt
+		if deleted || json.Unmarshal(kv.Value, &h) != nil {
+			delete(v.halts, id)
+		} else {
+			v.halts[id] = h
+		}
+		return change{placement: id}
 	case strings.HasPrefix(key, v.k.failedAll()):
 		id := strings.TrimPrefix(key, v.k.failedAll())
 		var f schedFailure
@@ -104,8 +123,19 @@ func (v *clusterView) apply(kv *mvccpb.KeyValue, deleted bool) change {
 	return change{}
 }
 
-func (v *clusterView) setInstance(svc, inst, node string, deleted bool) {
+// placementOf reads an assignment's value. One that cannot be read is
+// index -1, which no plan keeps.
+func placementOf(node string, val []byte) placement {
+	var a Assignment
+	if len(val) > 0 && json.Unmarshal(val, &a) != nil {
+		a.Index = -1
+	}
+	return placement{node: node, index: a.Index, version: a.Version, placedAt: a.PlacedAt}
+}
+
+func (v *clusterView) setInstance(svc, inst string, p placement, deleted bool) {
 	m := v.instances[svc]
+	node := p.node
 	if deleted {
 		// A move deletes the old key and puts the new one in one
 		// transaction; ignore a delete of a place the instance has left.
@@ -121,7 +151,7 @@ func (v *clusterView) setInstance(svc, inst, node string, deleted bool) {
 		m = map[string]placement{}
 		v.instances[svc] = m
 	}
-	m[inst] = placement{node: node}
+	m[inst] = p
 }
 
 // sortNodes rebuilds the rotation: every online node, by id.

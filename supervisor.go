@@ -3,6 +3,7 @@ package gdpm
 import (
 	"context"
 	"maps"
+	"strconv"
 	"sync"
 )
 
@@ -53,8 +54,15 @@ func (sup *supervisor) syncLocked() {
 		if !a.resolved {
 			continue // its spec is unknown: the service is gone
 		}
+		ports, err := sup.s.ports.reserve(a.Spec.Ports)
+		if err != nil {
+			sup.s.log.Warn("instance cannot start: no free port", "service", a.Service, "instance", a.Instance, "err", err)
+			continue
+		}
 		sup.running[key] = startRunner(runnerConfig{
 			Assignment:  a,
+			Identity:    instanceEnv(a, sup.node, sup.s.cfg.Hostname, ports),
+			Ports:       ports,
 			Node:        sup.node,
 			LogDir:      sup.s.logDir(),
 			LogMaxSize:  sup.s.cfg.LogMaxSize,
@@ -80,6 +88,7 @@ func (sup *supervisor) has(svc, inst string) bool {
 func (sup *supervisor) stop(key string, r *runner) {
 	defer sup.wg.Done()
 	r.Stop(context.Background())
+	sup.s.ports.release(r.cfg.Ports)
 	st := r.Status()
 	sup.status.remove(st.Service, st.Instance)
 	sup.mu.Lock()
@@ -108,8 +117,27 @@ func (sup *supervisor) stopAll(ctx context.Context, kill bool) {
 			} else {
 				r.Stop(ctx)
 			}
+			sup.s.ports.release(r.cfg.Ports)
 		}()
 	}
 	wg.Wait()
 	sup.wg.Wait()
+}
+
+// instanceEnv is what an instance is told about itself, on top of its
+// spec's Env: a program reads who it is and where instead of being
+// configured per instance.
+func instanceEnv(a Assignment, node, host string, ports map[string]int) []string {
+	env := []string{
+		"GDPM_SERVICE_ID=" + a.Service,
+		"GDPM_SERVICE_NAME=" + a.Name,
+		"GDPM_INSTANCE_ID=" + a.Instance,
+		"GDPM_INSTANCE_INDEX=" + strconv.Itoa(a.Index),
+		"GDPM_NODE_ID=" + node,
+		"GDPM_NODE_HOST=" + host,
+	}
+	for _, name := range a.Spec.Ports {
+		env = append(env, portVar(name)+"="+strconv.Itoa(ports[name]))
+	}
+	return env
 }

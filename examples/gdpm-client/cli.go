@@ -31,6 +31,10 @@ type api interface {
 	CreateService(ctx context.Context, req gdpm.CreateRequest) (string, error)
 	ScaleService(ctx context.Context, id string, n int) error
 	DeleteService(ctx context.Context, id string) error
+	ApplyService(ctx context.Context, spec gdpm.CreateRequest) (gdpm.ApplyResult, error)
+	StopService(ctx context.Context, id string) error
+	StartService(ctx context.Context, id string) error
+	RestartService(ctx context.Context, id string) error
 	Events(ctx context.Context, since int64) (*gdpm.EventStream, error)
 	Logs(ctx context.Context, service string, opts gdpm.LogsOptions) (*gdpm.LogStream, error)
 }
@@ -115,6 +119,14 @@ func report(ctx context.Context, stderr io.Writer, cmd command, err error) int {
 func execute(ctx context.Context, c api, cmd command, w io.Writer) error {
 	asJSON := cmd.Output == outJSON
 	switch cmd.Kind {
+	case kindGetService, kindUpdate, kindLogs:
+		id, err := resolve(ctx, c, cmd.ID)
+		if err != nil {
+			return err
+		}
+		cmd.ID = id
+	}
+	switch cmd.Kind {
 	case kindGetNodes, kindGetNode, kindGetServices, kindGetService:
 		if cmd.Watch {
 			return watch(ctx, c, cmd, w)
@@ -139,15 +151,12 @@ func execute(ctx context.Context, c api, cmd command, w io.Writer) error {
 		}
 		_, err := fmt.Fprintf(w, "service %s scaled to %d %s\n", cell(cmd.ID), cmd.N, plural(cmd.N, "instance"))
 		return err
-	case kindDelete:
-		if err := c.DeleteService(ctx, cmd.ID); err != nil {
-			return err
-		}
-		if asJSON {
-			return writeJSON(w, map[string]any{"ID": cmd.ID, "Deleted": true})
-		}
-		_, err := fmt.Fprintf(w, "service %s deleted\n", cell(cmd.ID))
-		return err
+	case kindDelete, kindStop, kindStart, kindRestart:
+		return lifecycle(ctx, c, cmd, w)
+	case kindApply:
+		return apply(ctx, c, cmd, w)
+	case kindDiff:
+		return diff(ctx, c, cmd, w)
 	case kindEvents:
 		return follow(ctx, c, cmd, w)
 	case kindLogs:

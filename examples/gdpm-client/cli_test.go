@@ -79,11 +79,11 @@ func TestParse(t *testing.T) {
 		{"update, -r before the verb", []string{"-r=0", "update", "S1"}, nil,
 			command{Kind: kindUpdate, Topic: "update", Addr: defAddr, Output: outTable, ID: "S1", N: 0}},
 		{"delete", []string{"delete", "S1"}, nil,
-			command{Kind: kindDelete, Topic: "delete", Addr: defAddr, Output: outTable, ID: "S1"}},
+			command{Kind: kindDelete, Topic: "delete", Addr: defAddr, Output: outTable, IDs: []string{"S1"}}},
 		{"delete an id that looks like a flag", []string{"delete", "--", "-S1"}, nil,
-			command{Kind: kindDelete, Topic: "delete", Addr: defAddr, Output: outTable, ID: "-S1"}},
+			command{Kind: kindDelete, Topic: "delete", Addr: defAddr, Output: outTable, IDs: []string{"-S1"}}},
 		{"a lone dash is a word", []string{"delete", "-"}, nil,
-			command{Kind: kindDelete, Topic: "delete", Addr: defAddr, Output: outTable, ID: "-"}},
+			command{Kind: kindDelete, Topic: "delete", Addr: defAddr, Output: outTable, IDs: []string{"-"}}},
 
 		{"create, default one instance", []string{"create", "sleep", "60"}, nil,
 			command{Kind: kindCreate, Topic: "create", Addr: defAddr, Output: outTable, N: 1, Create: create("sleep 60", 1)}},
@@ -141,7 +141,17 @@ func TestParse(t *testing.T) {
 		{"-h before the verb", []string{"-h", "delete"}, nil, command{Kind: kindHelp, Topic: "delete"}},
 		{"-h with an unknown verb is the top help", []string{"frobnicate", "-h"}, nil, command{Kind: kindHelp}},
 		{"-h=false is no help", []string{"-h=false", "delete", "S1"}, nil,
-			command{Kind: kindDelete, Topic: "delete", Addr: defAddr, Output: outTable, ID: "S1"}},
+			command{Kind: kindDelete, Topic: "delete", Addr: defAddr, Output: outTable, IDs: []string{"S1"}}},
+		{"delete several", []string{"delete", "web", "9b2f"}, nil,
+			command{Kind: kindDelete, Topic: "delete", Addr: defAddr, Output: outTable, IDs: []string{"web", "9b2f"}}},
+		{"-replicas is -r", []string{"update", "-replicas", "2", "web"}, nil,
+			command{Kind: kindUpdate, Topic: "update", Addr: defAddr, Output: outTable, ID: "web", N: 2}},
+		{"scale", []string{"scale", "web", "3"}, nil,
+			command{Kind: kindUpdate, Topic: "scale", Addr: defAddr, Output: outTable, ID: "web", N: 3}},
+		{"apply -f", []string{"apply", "-f", "apps.yaml"}, nil,
+			command{Kind: kindApply, Topic: "apply", Addr: defAddr, Output: outTable, File: "apps.yaml"}},
+		{"logs -f is still a switch", []string{"logs", "-f", "web"}, nil,
+			command{Kind: kindLogs, Topic: "logs", Addr: defAddr, Output: outTable, ID: "web", Logs: gdpm.LogsOptions{Follow: true}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,7 +200,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"get", "services", "S1"}, nil, "get services takes no ID"},
 		{[]string{"get", "service", "S1", "S2"}, nil, "expected one service ID, got 2"},
 		{[]string{"get", "node", ""}, nil, "node ID is empty"},
-		{[]string{"get", "nodes", "-o", "yaml"}, nil, `-o must be table or json, got "yaml"`},
+		{[]string{"get", "nodes", "-o", "yaml"}, nil, `-o yaml is for get service and get services`},
+		{[]string{"get", "nodes", "-o", "xml"}, nil, `-o must be table, json or yaml, got "xml"`},
 		{[]string{"get", "nodes", "-o"}, nil, "flag -o needs a value"},
 		{[]string{"get", "nodes", "-r", "2"}, nil, `flag -r does not apply to "get"`},
 		{[]string{"get", "nodes", "-addr", "ftp://x"}, nil, `bad -addr: Addr "ftp://x": scheme must be http or https`},
@@ -206,8 +217,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"update", "-r", "2"}, nil, "missing service ID"},
 		{[]string{"update", "-r", "2", "S1", "S2"}, nil, "expected one service ID, got 2"},
 		{[]string{"update", "-e", "A=1", "-r", "2", "S1"}, nil, `flag -e does not apply to "update"`},
-		{[]string{"delete"}, nil, "missing service ID"},
-		{[]string{"delete", "S1", "S2"}, nil, "expected one service ID"},
+		{[]string{"delete"}, nil, "missing SERVICE"},
+		{[]string{"apply"}, nil, "missing -f FILE"},
+		{[]string{"scale", "web"}, nil, "expected SERVICE and N"},
 		{[]string{"delete", "-r", "2", "S1"}, nil, `flag -r does not apply to "delete"`},
 		{[]string{"create"}, nil, "missing COMMAND"},
 		{[]string{"create", "-r", "2", "--"}, nil, "missing COMMAND"},
@@ -537,6 +549,18 @@ func (s *stubAPI) ScaleService(_ context.Context, id string, n int) error {
 }
 func (s *stubAPI) DeleteService(_ context.Context, id string) error {
 	return s.call("DeleteService %s", id)
+}
+func (s *stubAPI) ApplyService(_ context.Context, spec gdpm.CreateRequest) (gdpm.ApplyResult, error) {
+	return gdpm.ApplyResult{ID: s.id, Name: spec.Name, Result: gdpm.ApplyCreated}, s.call("ApplyService %s", spec.Name)
+}
+func (s *stubAPI) StopService(_ context.Context, id string) error {
+	return s.call("StopService %s", id)
+}
+func (s *stubAPI) StartService(_ context.Context, id string) error {
+	return s.call("StartService %s", id)
+}
+func (s *stubAPI) RestartService(_ context.Context, id string) error {
+	return s.call("RestartService %s", id)
 }
 func (s *stubAPI) Events(_ context.Context, since int64) (*gdpm.EventStream, error) {
 	if err := s.call("Events %d", since); err != nil {

@@ -16,6 +16,13 @@ import (
 // returns the master's API URL.
 func startCluster(t *testing.T, token string) string {
 	t.Helper()
+	addr, _ := startClusterEtcd(t, token)
+	return addr
+}
+
+// startClusterEtcd is startCluster that also returns etcd's endpoints.
+func startClusterEtcd(t *testing.T, token string) (string, []string) {
+	t.Helper()
 	ctx := context.Background()
 	etcd, err := gdpm.StartEmbeddedEtcd(ctx, gdpm.EmbeddedEtcdConfig{Dir: t.TempDir(), UnsafeNoFsync: true})
 	if err != nil {
@@ -43,7 +50,7 @@ func startCluster(t *testing.T, token string) string {
 	if err := s.WaitReady(wctx); err != nil {
 		t.Fatal(err)
 	}
-	return "http://" + m.HTTPAddr()
+	return "http://" + m.HTTPAddr(), etcd.Endpoints()
 }
 
 // TestCLIAgainstARealCluster drives the verbs end to end as a user would.

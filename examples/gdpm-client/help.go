@@ -2,11 +2,17 @@ package main
 
 // usageLines is the one-line synopsis printed under a usage error.
 var usageLines = map[string]string{
-	"":           "usage: gdpm-client [-addr URL] [-token TOKEN] [-ca-hash HASH] [-o table|json] get|create|update|delete|logs|events|version|completion|help ...",
-	"get":        "usage: gdpm-client get [-w] nodes | node ID | services | service ID",
-	"create":     "usage: gdpm-client create [-r N] [-e KEY=VAL]... [-dir DIR] [-restart always|on-failure|never] [-stop-timeout D] [--] COMMAND...",
-	"update":     "usage: gdpm-client update -r N ID",
-	"delete":     "usage: gdpm-client delete ID",
+	"":           "usage: gdpm-client [-addr URL] [-token TOKEN] [-ca-hash HASH] [-o table|json] get|create|apply|diff|update|scale|stop|start|restart|delete|logs|events|version|completion|help ...",
+	"get":        "usage: gdpm-client get [-w] nodes | node ID | services | service SERVICE",
+	"create":     "usage: gdpm-client create [-name NAME] [-r N] [-e KEY=VAL]... [-dir DIR] [-restart always|on-failure|never] [-stop-timeout D] [--] COMMAND...",
+	"apply":      "usage: gdpm-client apply -f FILE|-",
+	"diff":       "usage: gdpm-client diff -f FILE|-",
+	"update":     "usage: gdpm-client update -r N SERVICE",
+	"scale":      "usage: gdpm-client scale SERVICE N",
+	"stop":       "usage: gdpm-client stop SERVICE...",
+	"start":      "usage: gdpm-client start SERVICE...",
+	"restart":    "usage: gdpm-client restart SERVICE...",
+	"delete":     "usage: gdpm-client delete SERVICE...",
 	"logs":       "usage: gdpm-client logs [-f] [-n N] [-instance ID] SERVICE",
 	"events":     "usage: gdpm-client events [-since REVISION]",
 	"version":    "usage: gdpm-client version",
@@ -25,7 +31,8 @@ const globalFlags = `Global flags (anywhere on the line, before "--"):
   -tls-ca FILE    trust the CAs in this PEM file instead (env GDPM_TLS_CA);
                   with either, -addr defaults to https://127.0.0.1:8989 and
                   "host:port" means https://host:port
-  -o FORMAT       table (default) or json: the API's own JSON, indented
+  -o FORMAT       table (default) or json: the API's own JSON, indented;
+                  yaml for get service(s): an appliable spec file
   -h, -help       print help for the verb and exit
 `
 
@@ -40,11 +47,17 @@ Verbs:
   get nodes                 list the nodes (slaves)
   get node ID               list the services placed on node ID
   get services              list the services
-  get service ID            show service ID and every one of its instances
+  get service SERVICE       show a service and every one of its instances
   get -w ...                the same, redrawn on every change until interrupted
   create [flags] COMMAND... start a service running COMMAND; prints its ID
-  update -r N ID            scale service ID to N instances
-  delete ID                 stop every instance of service ID and remove it
+  apply -f FILE             create or update the services of a spec file
+  diff -f FILE              show what apply would change
+  update -r N SERVICE       scale a service to N instances
+  scale SERVICE N           the same
+  stop SERVICE...           stop every instance; the instance count is kept
+  start SERVICE...          start a stopped service again
+  restart SERVICE...        replace every instance, one at a time
+  delete SERVICE...         stop every instance of a service and remove it
   logs [-f] [-n N] SERVICE  print the service's output; -f follows it
   events [-since REVISION]  follow the cluster's events until interrupted
   version                   print the gdpm version (no network)
@@ -52,6 +65,9 @@ Verbs:
   help [VERB]               print help for VERB, as "VERB -h" does
 
 ` + globalFlags + `
+SERVICE is a service's name, its id, or the first 4 or more characters of
+its id when no other service's id starts with them.
+
 Flags may come before or after the other words: "update ID -r 2" is
 "update -r 2 ID". Every word after "--" is an argument, never a flag.
 
@@ -73,7 +89,11 @@ Examples:
   gdpm-client get [-w] nodes        list the nodes
   gdpm-client get [-w] node ID      list the services placed on node ID
   gdpm-client get [-w] services     list the services
-  gdpm-client get [-w] service ID   show service ID and its instances
+  gdpm-client get [-w] service SERVICE   show a service and its instances
+  gdpm-client get service SERVICE -o yaml   print it as an appliable spec
+  gdpm-client get services -o yaml          every named service, as a spec file
+
+SERVICE is a name, an id, or a unique id prefix of 4 or more characters.
 
 A node's STATUS is online (1) or draining (2, shutting down: its instances
 are moving away). Commands longer than 50 characters are shortened in
@@ -93,6 +113,7 @@ Examples:
   gdpm-client get nodes
   gdpm-client get service 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
   gdpm-client get services -o json
+  gdpm-client get service web -o yaml > web.yaml
   gdpm-client get -w service 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
 `,
 
@@ -102,7 +123,9 @@ Examples:
 Create a service that runs COMMAND on the cluster's nodes, and print its ID.
 
 Flags:
-  -r N              instances to run (default 1; 0 creates it stopped)
+  -name NAME        the service's name: unique, 1 to 63 lower-case letters,
+                    digits and '-' (optional)
+  -r N, -replicas N instances to run (default 1; 0 creates it stopped)
   -e KEY=VAL        set an environment variable; repeat for more
   -dir DIR          working directory on the nodes (an absolute path)
   -restart POLICY   always (default), on-failure or never
@@ -128,10 +151,12 @@ Examples:
 `,
 
 	"update": `Usage:
-  gdpm-client update -r N ID
+  gdpm-client update -r N SERVICE
 
-Scale service ID to N instances. -r is required; it may come before or
-after ID. N = 0 stops every instance and keeps the service.
+Scale a service to N instances (-replicas N is the same). -r is required;
+it may come before or after SERVICE. N = 0 stops every instance and keeps
+the service. Scaling restarts no running instance: a scale-down removes
+the instances with the highest indices.
 
 ` + globalFlags + `
 Examples:
@@ -140,14 +165,96 @@ Examples:
 `,
 
 	"delete": `Usage:
-  gdpm-client delete ID
+  gdpm-client delete SERVICE...
 
-Stop every instance of service ID and remove the service.
+Stop every instance of each service named and remove it. Deleting is
+always explicit: apply never deletes a service missing from its file.
 
 ` + globalFlags + `
 Examples:
   gdpm-client delete 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
-  gdpm-client delete -o json 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
+  gdpm-client delete web worker
+  gdpm-client delete -o json 9b2f
+`,
+
+	"apply": `Usage:
+  gdpm-client apply -f FILE|-
+
+Make the cluster's services match a spec file (YAML or JSON; "-" reads
+standard input): one service or a list of them, each with a Name. A
+service missing from the cluster is created; one whose spec, InstanceNum
+or Rollout differs is updated: a changed spec rolls out one instance at a
+time; a service already as the file says is left alone (nothing
+restarts). Services not in the file are never deleted. One line per
+service: "service NAME created", "updated" or "unchanged".
+
+A spec file:
+  - Name: web
+    Command: python3 -u /srv/app.py
+    InstanceNum: 2
+    Env: {GREETING: hello}
+    Ports: [http]
+
+` + globalFlags + `
+Examples:
+  gdpm-client apply -f apps.yaml
+  gdpm-client get service web -o yaml | gdpm-client apply -f -
+`,
+
+	"diff": `Usage:
+  gdpm-client diff -f FILE|-
+
+Show what "apply -f FILE" would change, service by service: the spec as
+it stands ("-") and as the file has it ("+"), defaults spelt out; "no
+changes" when there are none. It changes nothing.
+
+` + globalFlags + `
+Examples:
+  gdpm-client diff -f apps.yaml
+`,
+
+	"scale": `Usage:
+  gdpm-client scale SERVICE N
+
+Scale a service to N instances, as "update -r N SERVICE" does. No running
+instance restarts.
+
+` + globalFlags + `
+Examples:
+  gdpm-client scale web 5
+`,
+
+	"stop": `Usage:
+  gdpm-client stop SERVICE...
+
+Stop every instance of each service; the service and its instance count
+are kept (its status is "stopped") until "start".
+
+` + globalFlags + `
+Examples:
+  gdpm-client stop web
+`,
+
+	"start": `Usage:
+  gdpm-client start SERVICE...
+
+Start a stopped service again, with the instance count it had.
+
+` + globalFlags + `
+Examples:
+  gdpm-client start web
+`,
+
+	"restart": `Usage:
+  gdpm-client restart SERVICE...
+
+Replace every instance of each service, one at a time, as a rollout does:
+a new instance starts beside the old one and the old one stops once the
+new one has run for MinReady (2s by default).
+
+` + globalFlags + `
+Examples:
+  gdpm-client restart web
 `,
 
 	"logs": `Usage:

@@ -42,6 +42,12 @@ func logServer(t *testing.T, follow bool) (addr string, query *url.Values) {
 			http.Error(w, "unexpected request", http.StatusBadRequest)
 			return
 		}
+		if r.URL.Path == "/service/" {
+			// The list a name or an id prefix is looked up in.
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"Services":[]}`)
+			return
+		}
 		id, ok := strings.CutPrefix(strings.TrimSuffix(r.URL.Path, "/"), "/service/")
 		id, ok2 := strings.CutSuffix(id, "/logs")
 		if !ok || !ok2 {

@@ -27,12 +27,18 @@ const (
 	kindEvents
 	kindLogs
 	kindCompletion
+	kindApply
+	kindDiff
+	kindStop
+	kindStart
+	kindRestart
 )
 
 // Output formats for -o.
 const (
 	outTable = "table"
 	outJSON  = "json"
+	outYAML  = "yaml" // get service(s): an appliable spec file
 )
 
 // command is a parsed command line: everything run needs, nothing read yet
@@ -42,13 +48,15 @@ type command struct {
 	Topic  string // the verb; for kindHelp, the help page to show ("" = top level)
 	Addr   string
 	Token  string
-	CAHash string // -ca-hash / GDPM_CA_HASH: the cluster CA's pin
-	TLSCA  string // -tls-ca / GDPM_TLS_CA: a CA file to trust
-	Output string // outTable or outJSON
-	ID     string // get node/service, update, delete, logs; completion: the shell
-	Watch  bool   // get: redraw on every event
-	N      int    // update: instances wanted
-	Since  int64  // events: resume after this revision (0: from now)
+	CAHash string   // -ca-hash / GDPM_CA_HASH: the cluster CA's pin
+	TLSCA  string   // -tls-ca / GDPM_TLS_CA: a CA file to trust
+	Output string   // outTable or outJSON
+	ID     string   // get node/service, update, logs; completion: the shell
+	IDs    []string // delete, stop, start, restart: one or more services
+	File   string   // apply, diff: the spec file, "-" for stdin
+	Watch  bool     // get: redraw on every event
+	N      int      // update: instances wanted
+	Since  int64    // events: resume after this revision (0: from now)
 	Create gdpm.CreateRequest
 	Logs   gdpm.LogsOptions
 }
@@ -83,6 +91,8 @@ var flagDefs = map[string]flagDef{
 	"h":            {},
 	"help":         {},
 	"r":            {value: true, verbs: []string{"create", "update"}},
+	"replicas":     {value: true, verbs: []string{"create", "update"}}, // the original CLI's -r
+	"name":         {value: true, verbs: []string{"create"}},
 	"e":            {value: true, verbs: []string{"create"}},
 	"dir":          {value: true, verbs: []string{"create"}},
 	"restart":      {value: true, verbs: []string{"create"}},
@@ -94,7 +104,10 @@ var flagDefs = map[string]flagDef{
 	"w":            {verbs: []string{"get"}},
 }
 
-var verbs = []string{"get", "create", "update", "delete", "logs", "events", "version", "completion", "help"}
+var verbs = []string{"get", "create", "apply", "diff", "update", "scale", "stop", "start", "restart", "delete", "logs", "events", "version", "completion", "help"}
+
+// fileVerbs take -f FILE, where logs takes -f as a switch.
+var fileVerbs = []string{"apply", "diff"}
 
 type flagValue struct {
 	name, value string
@@ -114,6 +127,15 @@ type words struct {
 // positional. A flag that takes a value takes the next word even when it
 // starts with "-", so "-r -1" is a bad count rather than two flags.
 func split(args []string) words {
+	w := splitWith(args, false)
+	if len(w.pos) > 0 && slices.Contains(fileVerbs, w.pos[0]) {
+		w = splitWith(args, true)
+	}
+	return w
+}
+
+// splitWith is split with -f taking a value (fileValue) or not.
+func splitWith(args []string, fileValue bool) words {
 	var w words
 	fail := func(format string, a ...any) {
 		if w.err == nil {
@@ -133,6 +155,9 @@ func split(args []string) words {
 		name := strings.TrimPrefix(a[1:], "-")
 		name, value, hasValue := strings.Cut(name, "=")
 		def, ok := flagDefs[name]
+		if name == "f" && fileValue {
+			def = flagDef{value: true, verbs: fileVerbs}
+		}
 		switch {
 		case !ok:
 			fail("unknown flag %s", a)
@@ -197,7 +222,7 @@ func parse(args []string, getenv func(string) string) (command, error) {
 	addrFrom := "GDPM_ADDR"
 	nSet := false
 	for _, f := range w.flags {
-		if v := flagDefs[f.name].verbs; v != nil && !slices.Contains(v, verb) {
+		if v := flagDefs[f.name].verbs; v != nil && !slices.Contains(v, verb) && !(f.name == "f" && slices.Contains(fileVerbs, verb)) {
 			return command{}, usagef(verb, "flag -%s does not apply to %q", f.name, verb)
 		}
 		var err *usageError
@@ -211,13 +236,15 @@ func parse(args []string, getenv func(string) string) (command, error) {
 		case "tls-ca":
 			cmd.TLSCA = f.value
 		case "o":
-			if f.value != outTable && f.value != outJSON {
-				err = usagef(verb, "-o must be table or json, got %q", f.value)
+			if f.value != outTable && f.value != outJSON && f.value != outYAML {
+				err = usagef(verb, "-o must be table, json or yaml, got %q", f.value)
 			}
 			cmd.Output = f.value
-		case "r":
+		case "r", "replicas":
 			cmd.N, err = parseCount(verb, f.value)
 			nSet = true
+		case "name":
+			cmd.Create.Name = f.value
 		case "e":
 			err = addEnv(&cmd.Create, f.value)
 		case "dir":
@@ -235,6 +262,10 @@ func parse(args []string, getenv func(string) string) (command, error) {
 		case "since":
 			cmd.Since, err = parseSince(f.value)
 		case "f":
+			if slices.Contains(fileVerbs, verb) {
+				cmd.File = f.value
+				break
+			}
 			cmd.Logs.Follow = f.value == "true"
 		case "n":
 			cmd.Logs.Tail, err = parseTail(f.value)
@@ -326,11 +357,40 @@ func parse(args []string, getenv func(string) string) (command, error) {
 			return command{}, usagef(verb, "unexpected argument %q", args[0])
 		}
 		cmd.Kind = kindEvents
-	case "delete":
-		cmd.Kind = kindDelete
-		if err := oneID(&cmd, args, "service"); err != nil {
+	case "delete", "stop", "start", "restart":
+		cmd.Kind = map[string]kind{"delete": kindDelete, "stop": kindStop, "start": kindStart, "restart": kindRestart}[verb]
+		if len(args) == 0 {
+			return command{}, usagef(verb, "missing SERVICE: a name, an id or an id prefix")
+		}
+		for _, a := range args {
+			if strings.TrimSpace(a) == "" {
+				return command{}, usagef(verb, "SERVICE is empty")
+			}
+		}
+		cmd.IDs = args
+	case "scale":
+		if len(args) != 2 {
+			return command{}, usagef(verb, "expected SERVICE and N, got %q", args)
+		}
+		n, err := parseCount(verb, args[1])
+		if err != nil {
 			return command{}, err
 		}
+		cmd.Kind, cmd.ID, cmd.N = kindUpdate, args[0], n
+	case "apply", "diff":
+		cmd.Kind = kindApply
+		if verb == "diff" {
+			cmd.Kind = kindDiff
+		}
+		if cmd.File == "" {
+			return command{}, usagef(verb, "missing -f FILE (or -f - for stdin)")
+		}
+		if len(args) > 0 {
+			return command{}, usagef(verb, "unexpected argument %q", args[0])
+		}
+	}
+	if cmd.Output == outYAML && cmd.Kind != kindGetService && cmd.Kind != kindGetServices {
+		return command{}, usagef(verb, "-o yaml is for get service and get services (an appliable spec file)")
 	}
 	if cmd.CAHash != "" || cmd.TLSCA != "" {
 		// A CA to trust means a secured master: https:// unless said

@@ -67,10 +67,10 @@ func renderNode(w io.Writer, s gdpm.NodeServices) error {
 // renderServices prints GET /service/.
 func renderServices(w io.Writer, list []gdpm.ServiceSummary) error {
 	tw := newTable(w)
-	row(tw, "ID", "COMMAND", "DESIRED", "RUNNING", "PENDING", "RESTART")
+	row(tw, "NAME", "ID", "STATUS", "COMMAND", "DESIRED", "RUNNING", "PENDING", "UPDATED", "RESTART")
 	for _, s := range list {
-		row(tw, cell(s.ID), short(s.Command), strconv.Itoa(s.InstanceNum),
-			strconv.Itoa(s.Running), strconv.Itoa(s.Pending), restartWord(s.Restart))
+		row(tw, orDash(cell(s.Name)), cell(s.ID), orDash(string(s.Status)), short(s.Command), strconv.Itoa(s.InstanceNum),
+			strconv.Itoa(s.Running), strconv.Itoa(s.Pending), strconv.Itoa(s.Updated), restartWord(s.Restart))
 	}
 	return tw.Flush()
 }
@@ -80,7 +80,20 @@ func renderServices(w io.Writer, list []gdpm.ServiceSummary) error {
 func renderService(w io.Writer, d gdpm.ServiceDetail, loc *time.Location) error {
 	tw := newTable(w)
 	field := func(name, value string) { row(tw, name+":", value) }
+	if d.Name != "" {
+		field("Name", cell(d.Name))
+	}
 	field("ID", cell(d.ID))
+	if d.Status != "" {
+		status := string(d.Status)
+		if d.Status == gdpm.ServiceRolling {
+			status += fmt.Sprintf(" (%d of %d instances updated)", d.Updated, d.InstanceNum)
+		}
+		field("Status", status)
+	}
+	if d.RolloutError != "" {
+		field("Rollout halted", cell(d.RolloutError))
+	}
 	field("Command", cell(d.Command))
 	field("Instances", fmt.Sprintf("%d desired, %d running, %d pending", d.InstanceNum, d.Running, d.Pending))
 	field("Restart", restartWord(d.Restart))
@@ -99,6 +112,9 @@ func renderService(w io.Writer, d gdpm.ServiceDetail, loc *time.Location) error 
 		}
 		row(tw, label, cell(k+"="+d.Env[k]))
 	}
+	if len(d.Ports) > 0 {
+		field("Ports", strings.Join(d.Ports, ", "))
+	}
 	field("Created", when(d.CreatedAt, loc))
 	if err := tw.Flush(); err != nil {
 		return err
@@ -111,19 +127,34 @@ func renderService(w io.Writer, d gdpm.ServiceDetail, loc *time.Location) error 
 	io.WriteString(w, "\n")
 	withErrors := slices.ContainsFunc(d.Instances, func(in gdpm.InstanceInfo) bool { return in.Error != "" })
 	tw = newTable(w)
-	head := []string{"INSTANCE", "NODE", "STATE", "PID", "RESTARTS", "EXIT", "STARTED"}
+	withPorts := slices.ContainsFunc(d.Instances, func(in gdpm.InstanceInfo) bool { return len(in.Ports) > 0 })
+	head := []string{"INSTANCE", "INDEX", "NODE", "STATE", "PID", "RESTARTS", "EXIT", "STARTED"}
+	if withPorts {
+		head = append(head, "PORTS")
+	}
 	if withErrors {
 		head = append(head, "ERROR")
 	}
 	row(tw, head...)
 	for _, in := range d.Instances {
-		cells := []string{cell(in.ID), orDash(cell(in.Node)), orDash(cell(string(in.State))),
+		index := strconv.Itoa(in.Index)
+		if in.Version != "" && in.Version != d.Version {
+			index += " (old)" // a rollout replaces it
+		}
+		cells := []string{cell(in.ID), index, orDash(cell(in.Node)), orDash(cell(string(in.State))),
 			"-", strconv.Itoa(in.Restarts), "-", when(in.StartedAt, loc)}
 		if in.PID > 0 {
-			cells[3] = strconv.Itoa(in.PID)
+			cells[4] = strconv.Itoa(in.PID)
 		}
 		if in.ExitCode != nil {
-			cells[5] = strconv.Itoa(*in.ExitCode)
+			cells[6] = strconv.Itoa(*in.ExitCode)
+		}
+		if withPorts {
+			var ps []string
+			for _, name := range slices.Sorted(maps.Keys(in.Ports)) {
+				ps = append(ps, fmt.Sprintf("%s=%d", name, in.Ports[name]))
+			}
+			cells = append(cells, orDash(strings.Join(ps, ",")))
 		}
 		if withErrors {
 			cells = append(cells, orDash(short(in.Error)))

@@ -57,6 +57,9 @@ func get(ctx context.Context, c api, cmd command, w io.Writer) error {
 		if asJSON {
 			return writeJSON(w, gdpm.ServiceList{Services: list})
 		}
+		if cmd.Output == outYAML {
+			return writeSpecs(ctx, c, list, w)
+		}
 		return renderServices(w, list)
 	case kindGetService:
 		d, err := c.Service(ctx, cmd.ID)
@@ -65,6 +68,14 @@ func get(ctx context.Context, c api, cmd command, w io.Writer) error {
 		}
 		if asJSON {
 			return writeJSON(w, d)
+		}
+		if cmd.Output == outYAML {
+			b, err := gdpm.MarshalSpecFile(gdpm.SpecOf(d.Service))
+			if err != nil {
+				return err
+			}
+			_, err = w.Write(b)
+			return err
 		}
 		return renderService(w, d, time.Local)
 	}

@@ -9,10 +9,13 @@
 //	lines N [INTERVAL]    print "out I" for I < N every INTERVAL to stdout, and
 //	                      "err I" to stderr when I is a multiple of 10, then sleep
 //	env NAME              print the value of NAME and the working dir, then sleep
+//	listen NAME           listen on 127.0.0.1 at the port in variable NAME and
+//	                      accept connections until killed
 package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -79,6 +82,20 @@ func main() {
 		wd, _ := os.Getwd()
 		fmt.Printf("%s=%s\ndir=%s\n", arg(2, "HOME"), os.Getenv(arg(2, "HOME")), wd)
 		forever()
+	case "listen":
+		l, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv(arg(2, "PORT")))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println("listening on", l.Addr())
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				os.Exit(1)
+			}
+			c.Close()
+		}
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
 		os.Exit(2)
