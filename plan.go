@@ -106,10 +106,13 @@ func (s *scheduler) plan(id string, now time.Time, units []unit) []unit {
 		var old []string
 		for _, inst := range byIndex[i] {
 			switch {
-			case insts[inst].version != ver && live(inst):
+			case insts[inst].version != ver && live(inst) && !s.down(id, inst, insts[inst]):
 				old = append(old, inst)
 			case insts[inst].version != ver:
-				remove(inst) // an old instance that runs nowhere
+				// An old instance that runs nowhere, or that
+				// exited and waits to restart: it serves
+				// nothing, so there is nothing to wait for.
+				remove(inst)
 			case keeper == "":
 				keeper = inst
 			case live(inst) && !live(keeper):

@@ -168,6 +168,20 @@ func (s *scheduler) readiness(svc, inst string, p placement, pol RolloutPolicy, 
 	return false, ""
 }
 
+// down reports whether an instance's node says it is not running: it
+// exited (and waits to restart, or will not), or could not start.
+func (s *scheduler) down(svc, inst string, p placement) bool {
+	st, ok := s.statuses[svc][inst]
+	if !ok || st.Node != p.node {
+		return false
+	}
+	switch st.State {
+	case StateBackoff, StateExited, StateFailed:
+		return true
+	}
+	return false
+}
+
 // haltRollout appends the record that stops the rollout of svc to version.
 func (s *scheduler) haltRollout(svc, inst string, index int, version, why string, now time.Time, units []unit) []unit {
 	s.log.Warn("rollout halted", "service", svc, "version", version, "reason", why)

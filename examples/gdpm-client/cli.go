@@ -118,6 +118,7 @@ func report(ctx context.Context, stderr io.Writer, cmd command, err error) int {
 // execute runs one verb against the API and prints its result.
 func execute(ctx context.Context, c api, cmd command, w io.Writer) error {
 	asJSON := cmd.Output == outJSON
+	shown := cmd.ID // what messages call the service: the user's name for it
 	switch cmd.Kind {
 	case kindGetService, kindUpdate, kindLogs:
 		id, err := resolve(ctx, c, cmd.ID)
@@ -149,7 +150,10 @@ func execute(ctx context.Context, c api, cmd command, w io.Writer) error {
 		if asJSON {
 			return writeJSON(w, map[string]any{"ID": cmd.ID, "InstanceNum": cmd.N})
 		}
-		_, err := fmt.Fprintf(w, "service %s scaled to %d %s\n", cell(cmd.ID), cmd.N, plural(cmd.N, "instance"))
+		if strings.HasPrefix(cmd.ID, shown) {
+			shown = cmd.ID // an id or a prefix of it: the whole id
+		}
+		_, err := fmt.Fprintf(w, "service %s scaled to %d %s\n", cell(shown), cmd.N, plural(cmd.N, "instance"))
 		return err
 	case kindDelete, kindStop, kindStart, kindRestart:
 		return lifecycle(ctx, c, cmd, w)
