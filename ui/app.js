@@ -307,15 +307,23 @@
       el('td', {}, when(r.time))));
   }
 
+  // statusText is a service's status, with a rollout's progress.
+  function statusText(s) {
+    if (s.Status === 'rolling') return `rolling ${s.Updated}/${s.InstanceNum}`;
+    return s.Status || '';
+  }
+
   function drawServices(list) {
-    for (const s of list) serviceNames.set(s.ID, s.Command);
+    for (const s of list) serviceNames.set(s.ID, s.Name || s.Command);
     $('service-count').textContent = `(${list.length})`;
     const rows = list.map((s) => ({...s, selected: s.ID === selected}));
     fill('services', rows, (s) => {
       const running = `${s.Running} / ${s.InstanceNum}` + (s.Pending ? ` (${s.Pending} pending)` : '');
       return el('tr', {'data-service': s.ID, className: s.selected ? 'selected' : '', 'aria-current': s.selected ? 'true' : null},
         el('td', {}, el('button', {type: 'button', className: 'open', 'data-open': s.ID,
-          'aria-label': `Open service ${short(s.ID)}: ${s.Command}`, title: s.ID}, short(s.ID))),
+          'aria-label': `Open service ${s.Name || short(s.ID)}: ${s.Command}`, title: s.ID}, s.Name || short(s.ID))),
+        el('td', {}, idCode(s.ID)),
+        el('td', {}, el('span', {className: 'state state-' + (s.Status || 'unknown'), title: s.RolloutError || ''}, statusText(s))),
         el('td', {className: 'cmd'}, el('code', {title: s.Command}, s.Command)),
         el('td', {className: 'num'}, running),
         el('td', {}, s.Restart),
@@ -325,7 +333,19 @@
 
   function drawDetail(d) {
     $('detail-id').textContent = d.ID;
+    $('detail-name').textContent = d.Name || '';
     $('detail-command').textContent = d.Command;
+    const stopped = d.Status === 'stopped';
+    $('stop').hidden = stopped;
+    $('start').hidden = !stopped;
+    const ro = $('detail-rollout');
+    let roText = '';
+    if (d.Status === 'rolling') roText = `Rolling out version ${d.Version}: ${d.Updated} of ${d.InstanceNum} instances updated.`;
+    else if (d.Status === 'halted') roText = `Rollout halted: ${d.RolloutError}. The old instances run on; apply the previous spec to roll back.`;
+    else if (stopped) roText = `Stopped: no instance runs; Start brings back ${d.InstanceNum}.`;
+    if (ro.textContent !== roText) ro.textContent = roText;
+    ro.hidden = !roText;
+    ro.className = 'meta' + (d.Status === 'halted' ? ' err' : '');
     $('detail-summary').textContent =
       `${d.Running} of ${d.InstanceNum} running` + (d.Pending ? `, ${d.Pending} pending` : '') +
       ` · restart ${d.Restart} · stop timeout ${d.StopTimeout}`;
@@ -335,8 +355,10 @@
     fill('instances', d.Instances, (i) => {
       let outcome = i.Error || '';
       if (i.ExitCode !== undefined && i.ExitCode !== null) outcome = `exit ${i.ExitCode}` + (outcome ? `: ${outcome}` : '');
-      return el('tr', {'data-state': i.State},
+      const old = i.Version && d.Version && i.Version !== d.Version;
+      return el('tr', {'data-state': i.State, 'data-old': old ? 'true' : null},
         idCell(i.ID),
+        el('td', {className: 'num', title: old ? 'an older version, being replaced' : ''}, String(i.Index ?? '') + (old ? ' (old)' : '')),
         idCell(i.Node),
         el('td', {}, el('span', {className: 'state state-' + i.State}, i.State)),
         el('td', {className: 'num'}, i.PID || ''),
@@ -615,6 +637,7 @@
     'node.lost': 'bad', 'instance.failed': 'bad', 'instance.exited': 'warn',
     'node.left': 'warn', 'instance.pending': 'warn', 'service.deleted': 'warn', 'instance.removed': 'muted',
     'node.joined': 'ok', 'instance.started': 'ok', 'instance.restarted': 'warn', 'instance.placed': 'muted',
+    'service.halted': 'bad', 'service.stopped': 'warn', 'service.updated': 'ok', 'service.restarted': 'ok',
   };
 
   function nameOf(kind, id) {
@@ -793,6 +816,8 @@
           InstanceNum: Number($('create-instances').value),
           Restart: $('create-restart').value,
         };
+        const name = $('create-name').value.trim();
+        if (name) body.Name = name;
         // A create whose outcome is unknown (no answer, 503, 504) is sent
         // again with the same Idempotency-Key, so it makes one service.
         const sig = JSON.stringify(body);
@@ -811,8 +836,9 @@
         }
         createAttempt = null;
         $('create-command').value = '';
-        serviceNames.set(id, body.Command);
-        say(b, `Created service ${short(id)}.`);
+        $('create-name').value = '';
+        serviceNames.set(id, name || body.Command);
+        say(b, `Created service ${name || short(id)}.`);
         openDetail(id);
       });
     });
@@ -856,6 +882,18 @@
         say($('create-submit'), `Deleted service ${short(id)}; its processes are stopping.`);
       });
     });
+    // Stop, start and restart: one POST each; the table shows the rest.
+    for (const verb of ['stop', 'start', 'restart']) {
+      $(verb).addEventListener('click', (e) => {
+        const b = e.currentTarget;
+        const id = selected;
+        act(b, async () => {
+          await call('POST', servicePath(id) + verb + '/');
+          const done = {stop: 'Stopping', start: 'Starting', restart: 'Restarting (one instance at a time)'}[verb];
+          say(b, `${done} ${serviceNames.get(id) || short(id)}.`);
+        });
+      });
+    }
     $('detail-close').addEventListener('click', () => {
       const id = selected;
       closeDetail();
