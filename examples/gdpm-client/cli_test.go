@@ -406,8 +406,10 @@ var (
 		Number:  []int{4, 1},
 	}
 	fixServices = []gdpm.ServiceSummary{
-		{ID: "a11b8ada-1776-490f-a8a4-46c688ffb262", Command: "sleep 60", InstanceNum: 4, Running: 4, Restart: gdpm.RestartAlways, CreatedAt: t0},
-		{ID: "b22c9beb-2887-4a1f-b9b5-57d799ffc373", Command: longCmd, InstanceNum: 3, Running: 1, Pending: 2, Restart: gdpm.RestartOnFailure, CreatedAt: t0},
+		{ID: "a11b8ada-1776-490f-a8a4-46c688ffb262", Name: "web", Command: "sleep 60", InstanceNum: 4, Running: 4, Restart: gdpm.RestartAlways, CreatedAt: t0,
+			RolloutState: gdpm.RolloutState{Status: gdpm.ServiceRunning, Version: "9f1c2e3d4b5a6978", Updated: 4}},
+		{ID: "b22c9beb-2887-4a1f-b9b5-57d799ffc373", Command: longCmd, InstanceNum: 3, Running: 1, Pending: 2, Restart: gdpm.RestartOnFailure, CreatedAt: t0,
+			RolloutState: gdpm.RolloutState{Status: gdpm.ServiceRolling, Version: "0a1b2c3d4e5f6071", Updated: 1}},
 		{ID: "c33daccd-3998-4b2a-8ac6-68e8aa00d484", Command: "printf 'a\\tb\\n'\necho two lines", InstanceNum: 0, Restart: ""},
 	}
 	fixService = gdpm.ServiceDetail{
@@ -420,11 +422,12 @@ var (
 			InstanceNum: 4, CreatedAt: t0,
 		},
 		Running: 2, Pending: 1,
+		RolloutState: gdpm.RolloutState{Status: gdpm.ServiceRolling, Version: "0a1b2c3d4e5f6071", Updated: 3},
 		Instances: []gdpm.InstanceInfo{
-			{ID: "04c18ab53747", Node: "5764e70d-a8da-4c75-aa44-09dc2dbc188b", State: gdpm.StateRunning, PID: 4242, Restarts: 0, StartedAt: t0.Add(time.Second)},
-			{ID: "1d29bc64e858", Node: "da409d07-f630-4b1d-9844-f8122f9c08d2", State: gdpm.StateRunning, PID: 31337, Restarts: 3, ExitCode: intp(1), StartedAt: t0.Add(time.Hour)},
-			{ID: "2e3acd75f969", Node: "5764e70d-a8da-4c75-aa44-09dc2dbc188b", State: gdpm.StateFailed, Restarts: 0, Error: "exec: \"python3\": executable file not found in $PATH"},
-			{ID: "3f4bde86a07a", State: gdpm.StatePending},
+			{ID: "04c18ab53747", Index: 0, Version: "0a1b2c3d4e5f6071", Node: "5764e70d-a8da-4c75-aa44-09dc2dbc188b", State: gdpm.StateRunning, PID: 4242, Restarts: 0, StartedAt: t0.Add(time.Second), Ports: map[string]int{"http": 41001}},
+			{ID: "1d29bc64e858", Index: 1, Version: "ffeeddccbbaa9988", Node: "da409d07-f630-4b1d-9844-f8122f9c08d2", State: gdpm.StateRunning, PID: 31337, Restarts: 3, ExitCode: intp(1), StartedAt: t0.Add(time.Hour), Ports: map[string]int{"http": 41002}},
+			{ID: "2e3acd75f969", Index: 1, Version: "0a1b2c3d4e5f6071", Node: "5764e70d-a8da-4c75-aa44-09dc2dbc188b", State: gdpm.StateFailed, Restarts: 0, Error: "exec: \"python3\": executable file not found in $PATH"},
+			{ID: "3f4bde86a07a", Index: 2, Version: "0a1b2c3d4e5f6071", State: gdpm.StatePending},
 		},
 	}
 	fixServiceBare = gdpm.ServiceDetail{

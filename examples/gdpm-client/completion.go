@@ -162,7 +162,8 @@ func completeArgs(ctx context.Context, verb string, args []string, connect func(
 	case verb == "get" && len(args) == 1 && args[0] == "node":
 		return nodeIDs(ctx, connect)
 	case verb == "get" && len(args) == 1 && args[0] == "service",
-		(verb == "update" || verb == "delete" || verb == "logs") && len(args) == 0:
+		(verb == "update" || verb == "scale" || verb == "logs") && len(args) == 0,
+		verb == "delete" || verb == "stop" || verb == "start" || verb == "restart":
 		return serviceIDs(ctx, connect)
 	case verb == "help" && len(args) == 0:
 		return slices.Clone(verbs)
@@ -183,7 +184,13 @@ func serviceIDs(ctx context.Context, connect func() (api, error)) []string {
 	if err != nil {
 		return nil
 	}
-	out := make([]string, 0, len(list))
+	out := make([]string, 0, 2*len(list))
+	for _, s := range list {
+		if s.Name != "" {
+			// The name first: it is what a user types.
+			out = append(out, s.Name+"\t"+oneLine(s.Command))
+		}
+	}
 	for _, s := range list {
 		out = append(out, s.ID+"\t"+oneLine(s.Command))
 	}

@@ -103,6 +103,11 @@ func TestCLINamesSpecFilesAndPrefixes(t *testing.T) {
 	waitRunning("third", 2)
 	must("scale", "third", "1")
 	waitRunning("third", 1)
+	// get services -o yaml is one spec file of every named service.
+	all, err := gdpm.ParseSpecFile([]byte(must("get", "services", "-o", "yaml")))
+	if err != nil || len(all) != 3 || all[0].Name != "web" || all[2].Name != "third" || *all[2].InstanceNum != 1 {
+		t.Errorf("get services -o yaml: %+v %v", all, err)
+	}
 
 	// An id prefix of 4+ characters works; an ambiguous one is an error
 	// that says so, with exit 1. Two records with one prefix are written
