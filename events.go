@@ -67,6 +67,7 @@ func (m *Master) handleEvents(w http.ResponseWriter, r *http.Request, _ httprout
 	m.metrics.streams.Add(1)
 	defer m.metrics.streams.Add(-1)
 	rc := http.NewResponseController(w)
+	streamDeadlines(rc)
 	// A deadline left on a kept-alive connection would hit its next request.
 	defer rc.SetWriteDeadline(time.Time{})
 	send := func(b []byte) bool {

@@ -184,6 +184,7 @@ func newLogRelay(w http.ResponseWriter) *logRelay {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	out := &logRelay{w: w, rc: http.NewResponseController(w), streams: map[io.ReadCloser][]string{}, pairs: map[string]bool{}}
+	streamDeadlines(out.rc)
 	out.flush()
 	return out
 }

@@ -50,11 +50,16 @@ type logServer struct {
 // startLogServer listens on addr and serves in the background.
 // With tlsCfg the log server speaks TLS (and tlsCfg checks the masters'
 // client certificates); ln keeps the plain listener for its address.
-func startLogServer(addr, dir, token string, tlsCfg *tls.Config, node func() string, log *slog.Logger) (*logServer, error) {
+func startLogServer(addr, dir, token string, tlsCfg *tls.Config, limits ServerLimits, node func() string, log *slog.Logger) (*logServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("gdpm: log server: %w", err)
 	}
+	refusal := refuseHTTP // plain HTTP: under TLS a refused connection is just closed
+	if tlsCfg != nil {
+		refusal = ""
+	}
+	ln = newLimitListener(ln, "logs", limits.MaxConns, refusal, log)
 	serveLn := ln
 	if tlsCfg != nil {
 		serveLn = tls.NewListener(ln, tlsCfg)
@@ -63,7 +68,7 @@ func startLogServer(addr, dir, token string, tlsCfg *tls.Config, node func() str
 	ls.ctx, ls.cancel = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /logs/{service}", ls.handle)
-	ls.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	ls.srv = limits.httpServer(mux, log)
 	ls.wg.Add(1)
 	go func() {
 		defer ls.wg.Done()
@@ -188,6 +193,9 @@ func (ls *logServer) instancesOf(svc string) []string {
 // come, until ctx ends.
 func streamLogs(ctx context.Context, w http.ResponseWriter, node, dir, svc string, insts []string, lq logQuery) {
 	rc := http.NewResponseController(w)
+	if lq.follow {
+		streamDeadlines(rc)
+	}
 	defer rc.SetWriteDeadline(time.Time{})
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-cache")

@@ -82,6 +82,9 @@ type MasterConfig struct {
 	// requests are refused with 403 (csrf.go). Default: none; "*" is
 	// refused.
 	CORSOrigins []string
+	// Limits are the API's timeouts and the connection cap of the API
+	// and of the registration port; see ServerLimits for the defaults.
+	Limits ServerLimits
 	// Logger receives the master's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -124,6 +127,7 @@ func (c MasterConfig) withDefaults() (MasterConfig, error) {
 	c.RequestTimeout = orDefault(c.RequestTimeout, DefaultRequestTimeout)
 	c.ResyncInterval = orDefault(c.ResyncInterval, DefaultResync)
 	c.EventHeartbeat = orDefault(c.EventHeartbeat, DefaultEventHeartbeat)
+	c.Limits = c.Limits.withDefaults()
 	if c.LeaseTTL < time.Second || c.ElectionTTL < time.Second {
 		return c, fmt.Errorf("%w: LeaseTTL and ElectionTTL must be at least 1s", ErrInvalidConfig)
 	}
@@ -257,14 +261,18 @@ func (m *Master) Start(ctx context.Context) error {
 		httpLn.Close()
 		return fmt.Errorf("gdpm: master tcp listen: %w", err)
 	}
-	// The listeners keep their plain addresses (Addr) under TLS.
+	// Accept survives descriptor exhaustion; connections are capped. The
+	// cap's 503 is plain HTTP: under TLS a refused connection is just
+	// closed. The listeners keep their plain addresses (Addr) under TLS.
+	refusal := refuseHTTP
+	if sec != nil {
+		refusal = ""
+	}
+	httpLn = newLimitListener(httpLn, "api", m.cfg.Limits.MaxConns, refusal, m.log)
+	tcpLn = newLimitListener(tcpLn, "registration", m.cfg.Limits.MaxConns, "", m.log)
 	httpLn, tcpLn = m.wrapTLS(httpLn, sec), m.wrapTLS(tcpLn, sec)
 	m.cli, m.httpLn, m.tcpLn, m.sec = cli, httpLn, tcpLn, sec
-	m.httpSrv = &http.Server{
-		Handler:           m.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
-	}
+	m.httpSrv = m.cfg.Limits.httpServer(m.Handler(), m.log)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel, m.runCtx = cancel, runCtx
 	m.started = true
@@ -415,7 +423,8 @@ func ttlSeconds(d time.Duration) int {
 	return max(1, int((d+time.Second-1)/time.Second))
 }
 
-// acceptLoop serves slave registrations until the listener closes.
+// acceptLoop serves slave registrations until the listener closes; the
+// limitListener waits out every other accept error.
 func (m *Master) acceptLoop(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -54,6 +54,9 @@ type SlaveConfig struct {
 	RetryMax time.Duration
 	// RequestTimeout bounds every etcd call. Default 3s.
 	RequestTimeout time.Duration
+	// LogLimits are the log server's timeouts and connection cap; see
+	// ServerLimits for the defaults.
+	LogLimits ServerLimits
 	// Logger receives the slave's logs. Default: discard.
 	Logger *slog.Logger
 	// Subreaper makes the whole process a child subreaper
@@ -116,6 +119,7 @@ func (c SlaveConfig) withDefaults() (SlaveConfig, error) {
 	c.LogMaxFiles = orDefault(c.LogMaxFiles, DefaultLogMaxFiles)
 	c.LogRetention = orDefault(c.LogRetention, DefaultLogRetention)
 	c.RetryMax = orDefault(c.RetryMax, 2*time.Second)
+	c.LogLimits = c.LogLimits.withDefaults()
 	c.RequestTimeout = orDefault(c.RequestTimeout, DefaultRequestTimeout)
 	if c.Logger == nil {
 		c.Logger = discardLogger()
@@ -201,7 +205,7 @@ func (s *Slave) Start(ctx context.Context) error {
 	if s.sec != nil {
 		logToken, logTLS = "", s.sec.logServerTLS()
 	}
-	logs, err := startLogServer(s.cfg.LogAddr, s.logDir(), logToken, logTLS, s.NodeID, s.log)
+	logs, err := startLogServer(s.cfg.LogAddr, s.logDir(), logToken, logTLS, s.cfg.LogLimits, s.NodeID, s.log)
 	if err != nil {
 		groups.close()
 		if s.tmpDir != "" {
