@@ -47,6 +47,7 @@ type groupTracker struct {
 	file    *os.File         // the record, opened for appending; nil after a write error
 	records int              // lines in the record after its header
 	wd      *watchdog        // nil while a dead watchdog is being replaced
+	armed   time.Time        // the dead man's switch's deadline; zero: disarmed
 	closed  bool
 }
 
@@ -133,6 +134,62 @@ func (t *groupTracker) remove(pgid int) {
 	}
 	t.record(fmt.Sprintf("- %d\n", pgid))
 	t.tell(fmt.Sprintf("- %d\n", pgid))
+}
+
+// arm sets the watchdog's dead man's switch: unless arm is called again
+// with a later deadline before deadline passes, the watchdog kills every
+// group, and every group added after that, until a deadline in the future
+// comes. A deadline already past kills at once.
+func (t *groupTracker) arm(deadline time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	t.armed = deadline
+	t.tellDeadline()
+}
+
+// disarm lifts the dead man's switch.
+func (t *groupTracker) disarm() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || t.armed.IsZero() {
+		return
+	}
+	t.armed = time.Time{}
+	t.tell("d\n")
+}
+
+// tellDeadline sends the deadline on the boot clock, which the watchdog
+// reads too. The boot clock is read before the time that converts the
+// deadline, so that a stall in between moves the deadline earlier, never
+// later. Called with t.mu held.
+func (t *groupTracker) tellDeadline() {
+	up, err := bootClock()
+	if err != nil {
+		t.log.Warn("cannot read the boot clock; the watchdog is not armed", "err", err)
+		return
+	}
+	left := time.Until(t.armed)
+	t.tell(fmt.Sprintf("h %d\n", max(0, (up+left)/(10*time.Millisecond))))
+}
+
+// bootClock is the time since boot, as /proc/uptime says it.
+func bootClock() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, fmt.Errorf("gdpm: /proc/uptime: %q", b)
+	}
+	secs, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0, fmt.Errorf("gdpm: /proc/uptime: %w", err)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
 }
 
 // close ends the watchdog (which kills the groups still recorded: none
@@ -260,6 +317,9 @@ func (t *groupTracker) replaceWatchdog() (*watchdog, error) {
 		return nil, fmt.Errorf("gdpm: hand the groups to a new watchdog: %w", err)
 	}
 	t.wd = wd
+	if !t.armed.IsZero() {
+		t.tellDeadline()
+	}
 	return wd, nil
 }
 

@@ -257,3 +257,75 @@ func TestWatchdogKeepsUpWithThousandsOfGroups(t *testing.T) {
 		t.Errorf("watchdog exited with %v", wd.cmd.ProcessState)
 	}
 }
+
+// deadline is the watchdog's "h" line for a deadline d from now.
+func deadlineLine(t *testing.T, d time.Duration) string {
+	t.Helper()
+	up, err := bootClock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("h %d\n", (up+d)/(10*time.Millisecond))
+}
+
+// TestWatchdogDeadMansSwitch: an armed watchdog that hears no new deadline
+// kills every group, and every group added after that, until a deadline
+// in the future comes; a renewed deadline, or disarming, kills nothing; a
+// deadline already past kills at once.
+func TestWatchdogDeadMansSwitch(t *testing.T) {
+	wd, err := startWatchdog("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wd.close()
+	send := func(lines ...string) {
+		t.Helper()
+		if err := wd.send(time.Now().Add(time.Second), lines...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dead := func(pg int) func() bool { return func() bool { return len(liveGroupMembers(pg)) == 0 } }
+
+	// Renewed in time: nothing dies.
+	a := startGroup(t, "fork", "1")
+	pa := a.Process.Pid
+	waitUntil(t, 5*time.Second, "the forked child", func() bool { return len(liveGroupMembers(pa)) == 2 })
+	send(fmt.Sprintf("+ %d\n", pa))
+	for range 5 {
+		send(deadlineLine(t, 400*time.Millisecond))
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !procAlive(pa) {
+		t.Fatal("the watchdog killed a group while its deadline was renewed")
+	}
+	// Missed: the group dies, children included, soon after the deadline.
+	begin := time.Now()
+	send(deadlineLine(t, 300*time.Millisecond))
+	waitUntil(t, 5*time.Second, "group a to die after the deadline", dead(pa))
+	if d := time.Since(begin); d < 300*time.Millisecond {
+		t.Errorf("killed after %v, before the deadline", d)
+	}
+	t.Logf("deadline 300ms: group killed after %v", time.Since(begin).Round(time.Millisecond))
+	// Fenced: a group added now dies at once.
+	b := startGroup(t, "sleep")
+	send(fmt.Sprintf("+ %d\n", b.Process.Pid))
+	waitUntil(t, 5*time.Second, "group b, added while fenced, to die", dead(b.Process.Pid))
+	// A deadline in the past keeps it fenced.
+	send(deadlineLine(t, -time.Second))
+	c := startGroup(t, "sleep")
+	send(fmt.Sprintf("+ %d\n", c.Process.Pid))
+	waitUntil(t, 5*time.Second, "group c, added with a past deadline, to die", dead(c.Process.Pid))
+	// A future deadline lifts the fence; disarming keeps what runs alive.
+	send(deadlineLine(t, 300*time.Millisecond))
+	d := startGroup(t, "sleep")
+	send(fmt.Sprintf("+ %d\n", d.Process.Pid), "d\n")
+	time.Sleep(600 * time.Millisecond)
+	if !procAlive(d.Process.Pid) {
+		t.Fatal("the watchdog killed a group after it was disarmed")
+	}
+	// End of file still kills it, and leaves no timer behind.
+	if err := wd.close(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, "group d to die at end of file", dead(d.Process.Pid))
+}

@@ -482,12 +482,18 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 	defer cli.Close()
 	k := newKeyspace(w.Prefix)
 
+	granting := time.Now() // etcd starts the lease after this
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	lease, err := cli.Grant(cctx, int64(w.LeaseTTL))
 	cancel()
 	if err != nil {
 		return storeErr("gdpm: lease", err)
 	}
+	ttl := time.Duration(lease.TTL) * time.Second
+	// Armed before any instance can start here; kept armed by every
+	// renewal (fenceOnLeaseLoss), lifted when the session ends.
+	s.groups.arm(granting.Add(ttl - fenceMargin(ttl)))
+	defer s.groups.disarm()
 	node := Node{ID: w.NodeID, Hostname: s.cfg.Hostname, Status: NodeOnline, RegisteredAt: time.Now().UTC(), Version: Version,
 		LogAddr: s.logs.advertise(w.local)}
 	val, _ := json.Marshal(node)
@@ -514,16 +520,17 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 
 	sctx, scancel := context.WithCancelCause(ctx)
 	defer scancel(nil)
-	ka, err := cli.KeepAlive(sctx, lease.ID)
-	if err != nil {
-		return storeErr("gdpm: keepalive", err)
-	}
+	renewals := make(chan time.Time)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		s.fenceOnLeaseLoss(ka, time.Duration(lease.TTL)*time.Second, scancel)
+		s.keepLease(sctx, cli, lease.ID, ttl, renewals)
+	}()
+	go func() {
+		defer wg.Done()
+		s.fenceOnLeaseLoss(renewals, granting.Add(ttl), ttl, scancel)
 	}()
 
 	sw := newStatusWriter(cli, k, node.ID, lease.ID, s.log)
@@ -541,6 +548,9 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 		// its instances elsewhere while they stop here; stop gracefully;
 		// then drop the lease so the node and its statuses disappear.
 		s.markDraining(cli, k, node, lease.ID)
+		// A graceful stop may outlast the lease: the node is draining
+		// and its instances are being placed elsewhere already.
+		s.groups.disarm()
 		sup.stopAll(context.Background(), false)
 		wcancel()
 		s.revoke(cli, lease.ID)
@@ -571,28 +581,76 @@ func (s *Slave) markDraining(cli *clientv3.Client, k keyspace, node Node, lease 
 
 var errLeaseLost = errors.New("gdpm: lease lost")
 
+// keepLease renews the lease every third of its TTL, one KeepAliveOnce at
+// a time, and sends on renewals the earliest moment each renewal can
+// expire: the time the request was sent plus the TTL etcd answered, since
+// etcd renewed it after that. (clientv3's KeepAlive counts from when the
+// answer arrived: an answer read late, after the slave was stopped, would
+// extend a lease that may have expired meanwhile.) It closes renewals
+// when the lease is gone or ctx ends; errors it retries.
+func (s *Slave) keepLease(ctx context.Context, cli *clientv3.Client, id clientv3.LeaseID, ttl time.Duration, renewals chan<- time.Time) {
+	defer close(renewals)
+	every := max(ttl/3, 100*time.Millisecond)
+	t := time.NewTimer(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sent := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, min(s.cfg.RequestTimeout, ttl))
+		resp, err := cli.KeepAliveOnce(cctx, id)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			return
+		case err != nil:
+			s.log.Debug("lease renewal failed; retrying", "err", err)
+			t.Reset(min(every, 200*time.Millisecond))
+			continue
+		case resp.TTL <= 0:
+			return
+		}
+		select {
+		case renewals <- sent.Add(time.Duration(resp.TTL) * time.Second):
+		case <-ctx.Done():
+			return
+		}
+		t.Reset(max(every-time.Since(sent), 0))
+	}
+}
+
 // fenceOnLeaseLoss ends the session (cancel with errLeaseLost) when the
 // lease may be about to expire: once etcd lets it go, the scheduler places
 // this node's instances elsewhere, so ours must be dead by then. It fences
-// a margin before the expiry the last renewal promised rather than waiting
-// for the client library to give up at the expiry itself, trading a short
-// gap for never running an instance twice.
-func (s *Slave) fenceOnLeaseLoss(ka <-chan *clientv3.LeaseKeepAliveResponse, ttl time.Duration, cancel context.CancelCauseFunc) {
-	fence := time.NewTimer(ttl - fenceMargin(ttl))
+// a margin before the earliest expiry the last renewal allows rather than
+// waiting for the expiry itself, trading a short gap for never running an
+// instance twice. Every renewal also moves the watchdog's deadline, which
+// fences in the slave's place when the slave itself cannot act (stopped,
+// frozen, starved).
+func (s *Slave) fenceOnLeaseLoss(renewals <-chan time.Time, expiry time.Time, ttl time.Duration, cancel context.CancelCauseFunc) {
+	fence := time.NewTimer(time.Until(expiry) - fenceMargin(ttl))
 	defer fence.Stop()
 	for {
 		select {
-		case resp, ok := <-ka:
+		case exp, ok := <-renewals:
 			if !ok {
 				cancel(errLeaseLost)
 				return
 			}
-			left := time.Duration(resp.TTL) * time.Second
-			fence.Reset(left - fenceMargin(left))
+			if exp.After(expiry) {
+				expiry = exp
+				s.groups.arm(expiry.Add(-fenceMargin(ttl)))
+				fence.Reset(time.Until(expiry) - fenceMargin(ttl))
+			}
 		case <-fence.C:
 			s.log.Warn("lease not renewed in time; stopping every instance before it expires")
 			cancel(errLeaseLost)
-			for range ka {
+			for range renewals {
 			}
 			return
 		}

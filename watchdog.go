@@ -35,6 +35,29 @@ import (
 // it arrives whole; a line cut short by the slave's death has no newline and
 // read drops it.
 
+// The watchdog is also the slave's dead man's switch. A slave that is
+// stopped (SIGSTOP), frozen or starved of CPU cannot renew its lease nor
+// fence itself; its lease expires, the scheduler places its instances
+// elsewhere, and its own copies would run on. So, while the slave holds a
+// lease, it arms the watchdog with "h DEADLINE": the moment, on the boot
+// clock of /proc/uptime in hundredths of a second, after which it cannot
+// prove its lease is alive (the send time of its last renewal plus the TTL,
+// less the fencing margin). Each renewal moves the deadline on. If the
+// deadline passes without a new one, the watchdog kills every group in its
+// set, as on end of file, and stays fenced: it kills every group added
+// after that at once, until a deadline in the future comes (a new lease,
+// or a renewal of the old one that proves it alive). "d" disarms it (a
+// slave that stops its instances gracefully, or has none left).
+//
+// The deadline is absolute, so a line that was delayed (the slave stopped
+// between computing and writing it) cannot give more time than the lease
+// has. The timer is a background subshell running sleep, which sends
+// SIGUSR1 to the watchdog; the trap kills. A shell has no other timeout for
+// read (dash has no read -t); dash's read returns on a trapped signal,
+// bash's goes on, and the loop handles both. The subshell checks that its
+// parent is still the watchdog before it signals, so an orphaned timer
+// (the watchdog SIGKILLed) cannot signal a process that took the pid.
+
 // watchdogName is the watchdog's argv[0] and $0, which is how ps shows it.
 const watchdogName = "gdpm-watchdog"
 
@@ -48,15 +71,44 @@ const watchdogName = "gdpm-watchdog"
 // live ones when it has grown to twice their number. A set kept in one
 // string and cut with ${pgs#* $pg } costs O(n^2) per removal in dash: a
 // slave removing 1000 groups kept its watchdog busy for 6-18 s, and its
-// Close gave up on it. Lines that are not "+|- NUMBER" are ignored, which
-// also keeps eval to digits.
+// Close gave up on it. Lines that are not "+|- NUMBER", "h NUMBER" or "d"
+// are ignored, which also keeps eval to digits.
 const watchdogScript = `trap '' HUP INT
-pgs=' ' n=0 live=0
-while read -r op pg; do
+pgs=' ' n=0 live=0 fenced=0 tp= woke=0
+killall() {
+	for p in $pgs; do
+		eval "[ -n \"\${g$p-}\" ]" && kill -s KILL -- "-$p" 2>/dev/null
+	done
+}
+fire() { tp= fenced=1 woke=1; killall; }
+disarm() { [ -z "$tp" ] || kill "$tp" 2>/dev/null; tp=; }
+arm() {
+	disarm
+	(
+		trap 'kill "$s" 2>/dev/null; exit 0' TERM
+		sleep "$1" & s=$!
+		wait "$s"
+		read -r _ _ _ pp _ </proc/self/stat
+		[ "$pp" = "$$" ] && kill -s USR1 "$$"
+	) &
+	tp=$!
+}
+trap fire USR1
+while :; do
+	if ! read -r op pg; then
+		# dash: a trapped signal cuts read short; only end of file ends.
+		[ $woke = 1 ] && { woke=0; continue; }
+		break
+	fi
+	case $op in d) disarm; continue ;; esac
 	case $pg in ''|*[!0-9]*) continue ;; esac
 	case $op in
-	+) eval "[ -z \"\${g$pg-}\" ]" && { eval "g$pg=1"; pgs="$pgs$pg "; n=$((n+1)); live=$((live+1)); } ;;
+	+) eval "[ -z \"\${g$pg-}\" ]" && { eval "g$pg=1"; pgs="$pgs$pg "; n=$((n+1)); live=$((live+1)); }
+	   [ $fenced = 1 ] && kill -s KILL -- "-$pg" 2>/dev/null ;;
 	-) eval "[ -n \"\${g$pg-}\" ]" && { unset "g$pg"; live=$((live-1)); } ;;
+	h) read -r up _ </proc/uptime
+	   left=$((pg - ${up%.*}${up#*.}))
+	   if [ $left -gt 0 ]; then fenced=0; arm "$((left/100)).$((left%100/10))$((left%10))"; else disarm; fire; fi ;;
 	esac
 	if [ $n -gt 64 ] && [ $n -gt $((2*live)) ]; then
 		keep=' ' n=0
@@ -67,9 +119,8 @@ while read -r op pg; do
 		pgs=$keep
 	fi
 done
-for pg in $pgs; do
-	eval "[ -n \"\${g$pg-}\" ]" && { unset "g$pg"; kill -s KILL -- "-$pg" 2>/dev/null; }
-done
+disarm
+killall
 exit 0`
 
 // watchdogWriteTimeout bounds a write to the watchdog's pipe. The shell
@@ -135,9 +186,7 @@ func (wd *watchdog) send(deadline time.Time, lines ...string) error {
 // shell no chance to run its end-of-file code. It returns once the process
 // has been reaped.
 func (wd *watchdog) kill() {
-	// os.Process.Signal does not signal a process that has been reaped, so
-	// this cannot hit a reused pid.
-	wd.cmd.Process.Signal(syscall.SIGKILL)
+	wd.killGroup()
 	wd.w.Close()
 	<-wd.exited
 }
@@ -154,9 +203,22 @@ func (wd *watchdog) close() error {
 	select {
 	case <-wd.exited:
 	case <-t.C:
-		wd.cmd.Process.Signal(syscall.SIGKILL)
+		wd.killGroup()
 		<-wd.exited
 		err = errors.Join(err, errors.New("gdpm: watchdog did not exit on end of file; killed"))
 	}
 	return err
+}
+
+// killGroup SIGKILLs the watchdog's process group: the shell and its timer
+// (subshell and sleep), which would otherwise outlive it. Called only
+// before the watchdog has been reaped, so its group id cannot have been
+// reused.
+func (wd *watchdog) killGroup() {
+	select {
+	case <-wd.exited:
+		return
+	default:
+	}
+	syscall.Kill(-wd.cmd.Process.Pid, syscall.SIGKILL)
 }
