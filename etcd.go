@@ -55,6 +55,7 @@ type EmbeddedEtcdConfig struct {
 type EmbeddedEtcd struct {
 	e       *embed.Etcd
 	scheme  string
+	streams *streamCutter
 	tmpDir  string
 	closeMu sync.Once
 }
@@ -74,7 +75,7 @@ func StartEmbeddedEtcd(ctx context.Context, cfg EmbeddedEtcdConfig) (*EmbeddedEt
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 30 * time.Second
 	}
-	ee := &EmbeddedEtcd{}
+	ee := &EmbeddedEtcd{streams: newStreamCutter()}
 	if cfg.Dir == "" {
 		dir, err := os.MkdirTemp("", "gdpm-etcd-")
 		if err != nil {
@@ -108,6 +109,8 @@ func StartEmbeddedEtcd(ctx context.Context, cfg EmbeddedEtcdConfig) (*EmbeddedEt
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = "5m"
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	// Close ends the client streams rather than wait for them.
+	ec.GRPCAdditionalServerOptions = append(ec.GRPCAdditionalServerOptions, ee.streams.option())
 
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
@@ -142,15 +145,17 @@ func (ee *EmbeddedEtcd) Endpoints() []string {
 	return eps
 }
 
-// Close stops etcd and removes its data directory if it was temporary. Close
-// clients with open watches first: etcd waits for them. Close is idempotent
-// and safe on nil.
+// Close stops etcd and removes its data directory if it was temporary. It
+// ends the clients' open watches and keepalives first (in this process or
+// not), which etcd would otherwise wait for. Close is idempotent and safe
+// on nil.
 func (ee *EmbeddedEtcd) Close() error {
 	if ee == nil {
 		return nil
 	}
 	ee.closeMu.Do(func() {
 		if ee.e != nil {
+			ee.streams.cutAll()
 			ee.e.Close()
 		}
 		ee.removeTmp()
