@@ -131,9 +131,15 @@ func TestPartitionedSlaveNeverRunsDuplicates(t *testing.T) {
 	t.Cleanup(func() { etcd.Close() }) // after the cluster's cleanup, which runs first
 
 	data := t.TempDir()
-	sp := &slaveProc{binProc: startBinProc(t, "ip", "netns", "exec", l.ns, bin,
+	args := []string{"netns", "exec", l.ns, bin,
 		"-master", c.master().TCPAddr(), "-token", token, "-data", data,
-		"-logs-addr", l.peer+":0", "-log-level", "debug"), t: t, data: data}
+		"-logs-addr", l.peer + ":0", "-log-level", "debug"}
+	if hash := c.master().CAHash(); hash != "" {
+		args = append(args, "-ca-hash", hash)
+	} else {
+		args = append(args, "-tls=false")
+	}
+	sp := &slaveProc{binProc: startBinProc(t, "ip", args...), t: t, data: data}
 	binNode := sp.waitRegistered()
 	waitNodes(t, c, 2)
 
