@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"google.golang.org/grpc/connectivity"
 )
 
 // MasterConfig configures a Master. Zero fields take the defaults noted.
@@ -346,13 +347,16 @@ func (m *Master) Close() error {
 	// Let the leader resign while the client works, so a standby takes
 	// over at once. A campaign cancelled while etcd is unreachable resigns
 	// on the client's own context, which only closing the client ends:
-	// wait no longer than one request timeout for it.
-	t := time.NewTimer(m.cfg.RequestTimeout)
+	// wait no longer than one request timeout for it, and not at all once
+	// the connection to etcd is down (an embedding program that closed
+	// its embedded etcd first).
+	wctx, wcancel := context.WithTimeout(context.Background(), m.cfg.RequestTimeout)
 	select {
 	case <-m.leadDone:
-	case <-t.C:
+	case <-wctx.Done():
+	case <-etcdDown(wctx, m.cli):
 	}
-	t.Stop()
+	wcancel()
 	if cerr := m.cli.Close(); cerr != nil && err == nil && !errors.Is(cerr, context.Canceled) {
 		err = cerr
 	}
@@ -362,6 +366,20 @@ func (m *Master) Close() error {
 		return fmt.Errorf("gdpm: master close: %w", err)
 	}
 	return nil
+}
+
+// etcdDown returns a channel closed once cli's connection is not ready,
+// or ctx ends; its goroutine ends with ctx.
+func etcdDown(ctx context.Context, cli *clientv3.Client) <-chan struct{} {
+	down := make(chan struct{})
+	go func() {
+		defer close(down)
+		conn := cli.ActiveConnection()
+		for ctx.Err() == nil && conn.GetState() == connectivity.Ready {
+			conn.WaitForStateChange(ctx, connectivity.Ready)
+		}
+	}()
+	return down
 }
 
 // leadLoop campaigns for leadership and schedules while it holds it.
@@ -410,7 +428,9 @@ func (m *Master) leadTerm(ctx context.Context) error {
 		log: m.log, stats: &m.stats, observe: m.metrics.observeSchedLatency,
 	}
 	err = s.run(tctx)
-	rctx, rcancel := context.WithTimeout(context.Background(), m.cfg.RequestTimeout)
+	// On the client's context, so that Close, closing the client, ends a
+	// resign that cannot reach etcd.
+	rctx, rcancel := context.WithTimeout(m.cli.Ctx(), m.cfg.RequestTimeout)
 	el.Resign(rctx)
 	rcancel()
 	if ctx.Err() != nil {
