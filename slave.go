@@ -642,18 +642,25 @@ func (s *Slave) fenceOnLeaseLoss(renewals <-chan time.Time, expiry time.Time, tt
 				cancel(errLeaseLost)
 				return
 			}
-			if exp.After(expiry) {
-				expiry = exp
-				s.groups.arm(expiry.Add(-fenceMargin(ttl)))
-				fence.Reset(time.Until(expiry) - fenceMargin(ttl))
+			// Past the deadline (the slave was stalled), the watchdog
+			// has fenced already: so does the session, even if the lease
+			// turns out alive, rather than restart what was killed as if
+			// it had crashed.
+			if time.Now().Before(expiry.Add(-fenceMargin(ttl))) {
+				if exp.After(expiry) {
+					expiry = exp
+					s.groups.arm(expiry.Add(-fenceMargin(ttl)))
+					fence.Reset(time.Until(expiry) - fenceMargin(ttl))
+				}
+				continue
 			}
 		case <-fence.C:
-			s.log.Warn("lease not renewed in time; stopping every instance before it expires")
-			cancel(errLeaseLost)
-			for range renewals {
-			}
-			return
 		}
+		s.log.Warn("lease not renewed in time; stopping every instance before it expires")
+		cancel(errLeaseLost)
+		for range renewals {
+		}
+		return
 	}
 }
 
