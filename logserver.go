@@ -55,6 +55,7 @@ func startLogServer(addr, dir, token string, tlsCfg *tls.Config, limits ServerLi
 	if err != nil {
 		return nil, fmt.Errorf("gdpm: log server: %w", err)
 	}
+	limits = limits.withDefaults()
 	refusal := refuseHTTP // plain HTTP: under TLS a refused connection is just closed
 	if tlsCfg != nil {
 		refusal = ""

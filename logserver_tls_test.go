@@ -27,7 +27,7 @@ func TestLogServerTakesMasterCertificatesOnly(t *testing.T) {
 		return ic.tlsCert()
 	}
 	ss := &slaveSec{cert: issue(ca, ouNode), ca: ca.Pool()}
-	ls, err := startLogServer("127.0.0.1:0", t.TempDir(), "", ss.logServerTLS(), func() string { return "n1" }, discardLogger())
+	ls, err := startLogServer("127.0.0.1:0", t.TempDir(), "", ss.logServerTLS(), ServerLimits{}, func() string { return "n1" }, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
