@@ -155,6 +155,15 @@ func TestPlanIndicesAndRollouts(t *testing.T) {
 		delete(f.s.view.instances["svc"], "x")
 		check(t, f) // halted: the old ones are left alone
 	})
+	t.Run("a new instance not ready within ReadyTimeout halts it", func(t *testing.T) {
+		f := newPlanFixture(1, "v2")
+		svc := f.svc
+		svc.Rollout.ReadyTimeout = Duration(30 * time.Second)
+		f.set(svc)
+		f.place("a", "n1", 0, old, StateRunning, 0)
+		f.place("x", "n2", 0, svc.version(), "", 0) // placed a minute ago, never reported
+		check(t, f, "-x", "halt")
+	})
 	t.Run("a halt of another version is dropped", func(t *testing.T) {
 		f := newPlanFixture(1, "v1")
 		f.place("a", "n1", 0, old, StateRunning, 0)
