@@ -153,24 +153,42 @@ func (m *Master) handleListNodes(w http.ResponseWriter, r *http.Request, _ httpr
 		return
 	}
 	perNode := map[string]map[string]bool{}
+	instances := map[string]int{}
 	err = m.scanKeys(ctx, m.k.assignAll(), rev, func(key string) {
 		if node, svc, _, ok := m.k.splitAssign(key); ok {
 			if perNode[node] == nil {
 				perNode[node] = map[string]bool{}
 			}
 			perNode[node][svc] = true
+			instances[node]++
 		}
 	})
 	if err != nil {
 		m.fail(w, r, err)
 		return
 	}
-	out := NodeList{Ids: []string{}, ServiceNum: []int{}, Status: []int{}, Times: []string{}}
+	usage, err := m.readUsage(ctx, rev)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	out := NodeList{Ids: []string{}, ServiceNum: []int{}, Status: []int{}, Times: []string{},
+		Hostnames: []string{}, Instances: []int{}, CPU: []float64{}, RSS: []int64{},
+		Cores: []int{}, MemTotal: []int64{}, MemAvailable: []int64{}, Load1: []float64{}}
 	for _, n := range nodes {
 		out.Ids = append(out.Ids, n.ID)
 		out.ServiceNum = append(out.ServiceNum, len(perNode[n.ID]))
 		out.Status = append(out.Status, n.Status)
 		out.Times = append(out.Times, n.RegisteredAt.Local().Format(time.RFC822))
+		u := usage[n.ID]
+		out.Hostnames = append(out.Hostnames, n.Hostname)
+		out.Instances = append(out.Instances, instances[n.ID])
+		out.CPU = append(out.CPU, u.CPU)
+		out.RSS = append(out.RSS, u.RSS)
+		out.Cores = append(out.Cores, u.Cores)
+		out.MemTotal = append(out.MemTotal, u.MemTotal)
+		out.MemAvailable = append(out.MemAvailable, u.MemAvailable)
+		out.Load1 = append(out.Load1, u.Load1)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -306,6 +324,7 @@ type instanceTable struct {
 	where  map[string]map[string]string // svc -> inst -> node
 	status map[string]InstanceStatus    // svc/inst -> status
 	placed map[string]placement         // svc/inst -> what its assignment says
+	usage  map[string]InstanceUsage     // svc/inst -> its slave's last sample
 }
 
 // readInstances reads placements and statuses; svc "" means all services.
@@ -341,6 +360,18 @@ func (m *Master) readInstances(ctx context.Context, rev int64, svc string) (inst
 	resp, err := m.cli.Get(ctx, statusPrefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
 	if err != nil {
 		return t, storeErr("gdpm: read status", err)
+	}
+	usage, err := m.readUsage(ctx, rev)
+	if err != nil {
+		return t, err
+	}
+	t.usage = map[string]InstanceUsage{}
+	for _, u := range usage {
+		for key, iu := range u.Instances {
+			if svc == "" || strings.HasPrefix(key, svc+"/") {
+				t.usage[key] = iu
+			}
+		}
 	}
 	for _, kv := range resp.Kvs {
 		var st InstanceStatus
@@ -386,6 +417,10 @@ func (t instanceTable) info(svc, inst string) InstanceInfo {
 	if st, ok := t.status[svc+"/"+inst]; ok && st.Node == node {
 		in.State, in.PID, in.ExitCode, in.Restarts, in.StartedAt, in.Error, in.Ports =
 			st.State, st.PID, st.ExitCode, st.Restarts, st.StartedAt, st.Error, st.Ports
+		in.Health, in.LastError, in.LastErrorAt = st.Health, st.LastError, st.LastErrorAt
+		if u, ok := t.usage[svc+"/"+inst]; ok && u.PID == st.PID {
+			in.CPU, in.RSS = u.CPU, u.RSS
+		}
 	}
 	return in
 }
@@ -432,6 +467,7 @@ func (m *Master) handleListServices(w http.ResponseWriter, r *http.Request, _ ht
 		return
 	}
 	out := ServiceList{Services: []ServiceSummary{}}
+	now := time.Now()
 	for _, s := range services {
 		running, pending := t.counts(s.ID)
 		sum := ServiceSummary{
@@ -440,6 +476,7 @@ func (m *Master) handleListServices(w http.ResponseWriter, r *http.Request, _ ht
 			SchedError: failed[s.ID],
 		}
 		sum.RolloutState = t.rolloutState(s, halts[s.ID])
+		sum.Status, sum.ServiceHealth = t.serviceStatus(s, sum.Status, now)
 		out.Services = append(out.Services, sum)
 	}
 	sort.Slice(out.Services, func(i, j int) bool {
@@ -510,6 +547,7 @@ func (m *Master) handleGetService(w http.ResponseWriter, r *http.Request, p http
 		out.StopTimeout = Duration(DefaultStopTimeout)
 	}
 	out.Running, out.Pending = t.counts(s.ID)
+	out.Status, out.ServiceHealth = t.serviceStatus(s, out.Status, time.Now())
 	for _, inst := range sortedKeys(t.where[s.ID]) {
 		out.Instances = append(out.Instances, t.info(s.ID, inst))
 	}
@@ -572,7 +610,7 @@ func (m *Master) validateCreate(req CreateRequest) (Service, error) {
 	bad := func(format string, args ...any) (Service, error) {
 		return Service{}, fmt.Errorf(format+": %w", append(args, ErrBadRequest)...)
 	}
-	if err := checkSpecSize(Spec{Command: req.Command, Env: req.Env, Dir: req.Dir, Restart: req.Restart, StopTimeout: req.StopTimeout, Ports: req.Ports}); err != nil {
+	if err := checkSpecSize(Spec{Command: req.Command, Env: req.Env, Dir: req.Dir, Restart: req.Restart, StopTimeout: req.StopTimeout, Ports: req.Ports, Supervision: req.Supervision}); err != nil {
 		return Service{}, err
 	}
 	if req.Name != "" {
@@ -584,6 +622,9 @@ func (m *Master) validateCreate(req CreateRequest) (Service, error) {
 		return Service{}, err
 	}
 	if err := req.Rollout.check(); err != nil {
+		return Service{}, err
+	}
+	if err := req.Supervision.check(); err != nil {
 		return Service{}, err
 	}
 	cmd := strings.TrimSpace(req.Command)
@@ -620,6 +661,7 @@ func (m *Master) validateCreate(req CreateRequest) (Service, error) {
 		Spec: Spec{
 			Command: cmd, Env: req.Env, Dir: req.Dir,
 			Restart: req.Restart, StopTimeout: req.StopTimeout, Ports: req.Ports,
+			Supervision: req.Supervision,
 		},
 		InstanceNum: n,
 		CreatedAt:   time.Now().UTC(),

@@ -12,6 +12,18 @@ type NodeList struct {
 	ServiceNum []int    `json:"ServiceNum"`
 	Status     []int    `json:"Status"`
 	Times      []string `json:"Times"` // registration time, time.RFC822
+	// gdpm's own arrays, index i of each again node i: its hostname, how
+	// many instances it holds, and its last usage report (usage.go):
+	// CPU (percent of one core) and RSS (bytes) of its instances, its
+	// cores, memory and one-minute load; zero before its first report.
+	Hostnames    []string  `json:"Hostnames"`
+	Instances    []int     `json:"Instances"`
+	CPU          []float64 `json:"CPU"`
+	RSS          []int64   `json:"RSS"`
+	Cores        []int     `json:"Cores"`
+	MemTotal     []int64   `json:"MemTotal"`
+	MemAvailable []int64   `json:"MemAvailable"`
+	Load1        []float64 `json:"Load1"`
 }
 
 // NodeServices is the body of GET /node/:id/: one entry per service with
@@ -34,6 +46,9 @@ type CreateRequest struct {
 	StopTimeout Duration          `json:"StopTimeout,omitempty"`
 	Ports       []string          `json:"Ports,omitempty"`
 	Rollout     RolloutPolicy     `json:"Rollout,omitzero"`
+	// Supervision: Check, MaxRestarts, RestartWindow, MemoryLimit,
+	// CPULimit, Rlimits (JSON only).
+	Supervision
 }
 
 // ScaleRequest is the body of POST /service/:id/.
@@ -55,6 +70,7 @@ type ServiceSummary struct {
 	// while it can.
 	SchedError string `json:"SchedError,omitempty"`
 	RolloutState
+	ServiceHealth
 }
 
 // ServiceStatus is a service's state as a whole.
@@ -62,10 +78,10 @@ type ServiceStatus string
 
 // The service statuses.
 const (
-	ServiceRunning ServiceStatus = "running" // every instance runs the current version (or is on its way)
-	ServiceRolling ServiceStatus = "rolling" // a rollout replaces instances of an older version
-	ServiceHalted  ServiceStatus = "halted"  // the rollout stopped: a new instance failed (RolloutError says why)
-	ServiceStopped ServiceStatus = "stopped" // stopped: no instance runs, InstanceNum is kept
+	ServiceRunning  ServiceStatus = "running"  // every desired instance runs the current version (and is not unhealthy)
+	ServiceUpdating ServiceStatus = "updating" // a rollout replaces instances of an older version
+	ServiceHalted   ServiceStatus = "halted"   // the rollout stopped: a new instance failed (RolloutError says why)
+	ServiceStopped  ServiceStatus = "stopped"  // stopped: no instance runs, InstanceNum is kept
 )
 
 // RolloutState is what GET /service/ and GET /service/:id/ say about a
@@ -101,6 +117,18 @@ type InstanceInfo struct {
 	Version string `json:"Version,omitempty"`
 	// Ports are its named ports, as its slave reserved them.
 	Ports map[string]int `json:"Ports,omitempty"`
+	// Health is the health check's verdict: none, starting, healthy,
+	// unhealthy (empty while it does not run).
+	Health Health `json:"Health,omitempty"`
+	// CPU is the instance's CPU use in percent of one core, RSS the
+	// resident memory of its whole process group in bytes, as its slave
+	// last sampled them (usage.go); zero when not known.
+	CPU float64 `json:"CPU"`
+	RSS int64   `json:"RSS"`
+	// LastError is how the instance last went down on its own, kept
+	// across restarts; LastErrorAt is when.
+	LastError   string    `json:"LastError,omitempty"`
+	LastErrorAt time.Time `json:"LastErrorAt,omitzero"`
 }
 
 // ServiceDetail is the body of GET /service/:id/.
@@ -113,6 +141,7 @@ type ServiceDetail struct {
 	// while it can.
 	SchedError string `json:"SchedError,omitempty"`
 	RolloutState
+	ServiceHealth
 }
 
 // errorBody is every error answer: {"error": "..."}.
@@ -145,6 +174,8 @@ const (
 	EventInstanceRestarted    EventType = "instance.restarted"    // started again after an exit or a failure; PID, Restarts
 	EventInstanceStopped      EventType = "instance.stopped"      // stopped by its slave (removed, deleted, slave closing)
 	EventInstanceFailed       EventType = "instance.failed"       // could not be started; Message says why
+	EventInstanceHealthy      EventType = "instance.healthy"      // its health check passed (after starting or being unhealthy)
+	EventInstanceUnhealthy    EventType = "instance.unhealthy"    // its health check failed Failures times in a row; Message says why
 )
 
 // Event is one line of GET /events: one change in the cluster, derived from

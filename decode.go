@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -180,6 +182,11 @@ func jsonFields(t reflect.Type) map[string]bool {
 		if name == "-" || !f.IsExported() {
 			continue
 		}
+		if name == "" && f.Anonymous && f.Type.Kind() == reflect.Struct {
+			// An embedded struct's fields are the outer object's.
+			maps.Copy(out, jsonFields(f.Type))
+			continue
+		}
 		if name == "" {
 			name = f.Name
 		}
@@ -187,6 +194,9 @@ func jsonFields(t reflect.Type) map[string]bool {
 	}
 	return out
 }
+
+// supervisionFields are the Supervision keys of a create body: JSON only.
+var supervisionFields = jsonFields(reflect.TypeFor[Supervision]())
 
 // createFields are the keys a create body may have: CreateRequest's.
 var createFields = jsonFields(reflect.TypeFor[CreateRequest]())
@@ -236,8 +246,10 @@ func decodeCreateBody(body []byte, kind bodyKind) (CreateRequest, error) {
 	req.Command = form.Get("Command")
 	req.Name = form.Get("Name")
 	req.Ports = form["Ports"]
-	if _, ok := form["Rollout"]; ok {
-		return req, fmt.Errorf("Rollout cannot be given as a form field: send JSON: %w", ErrBadRequest)
+	for _, k := range append([]string{"Rollout"}, slices.Sorted(maps.Keys(supervisionFields))...) {
+		if _, ok := form[k]; ok {
+			return req, fmt.Errorf("%s cannot be given as a form field: send JSON: %w", k, ErrBadRequest)
+		}
 	}
 	if req.InstanceNum, err = formInt(form, "InstanceNum"); err != nil {
 		return req, err

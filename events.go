@@ -440,7 +440,7 @@ func (d *eventDeriver) status(ev *clientv3.Event, f revisionFacts, svc, inst str
 	case StateRunning:
 		if hasPrev && prev.State == StateRunning {
 			if cur.Restarts <= prev.Restarts {
-				return out
+				return healthEvent(prev, cur, e, out)
 			}
 			x := e
 			x.Type, x.PID, x.Restarts = EventInstanceExited, prev.PID, prev.Restarts
@@ -482,6 +482,23 @@ func (d *eventDeriver) status(ev *clientv3.Event, f revisionFacts, svc, inst str
 	default:
 		return out // assigned, stopping: the next state says more
 	}
+	return append(out, e)
+}
+
+// healthEvent reports a running instance's change of health.
+func healthEvent(prev, cur InstanceStatus, e Event, out []Event) []Event {
+	if prev.Health == cur.Health || prev.PID != cur.PID {
+		return out
+	}
+	switch cur.Health {
+	case HealthHealthy:
+		e.Type = EventInstanceHealthy
+	case HealthUnhealthy:
+		e.Type = EventInstanceUnhealthy
+	default:
+		return out
+	}
+	e.PID = cur.PID
 	return append(out, e)
 }
 

@@ -84,6 +84,8 @@ type Spec struct {
 	// free port per name per instance and passes it as GDPM_PORT_<NAME>
 	// (upper case, '-' as '_').
 	Ports []string `json:"Ports,omitempty"`
+	// Supervision is the health check, restart limit and resource limits.
+	Supervision
 }
 
 // DefaultStopTimeout is the grace period between SIGTERM and SIGKILL.
@@ -182,6 +184,13 @@ type InstanceStatus struct {
 	Error     string        `json:"Error,omitempty"`
 	// Ports are the TCP ports reserved for the instance, by name.
 	Ports map[string]int `json:"Ports,omitempty"`
+	// Health is the health check's verdict (HealthNone without a check).
+	Health Health `json:"Health,omitempty"`
+	// LastError is how the instance last went down on its own (exit
+	// code 3, killed by signal 9, oom, unhealthy, restart limit) or
+	// why it could not start, kept across restarts; LastErrorAt is when.
+	LastError   string    `json:"LastError,omitempty"`
+	LastErrorAt time.Time `json:"LastErrorAt,omitzero"`
 }
 
 // NodeStatus values in the seed API's Status array.

@@ -16,6 +16,7 @@ const DefaultPrefix = "/gdpm/"
 //	<p>sched/failed/<svc>            schedFailure: why svc cannot be placed
 //	<p>names/<name>                  the id of the service called name
 //	<p>rollout/<svc>                 rolloutHalt: why svc's rollout stopped
+//	<p>usage/<node>                  NodeUsage, bound to the slave's lease
 //	<p>election/                     leader election of the masters
 //	<p>idempotency/<sha256 of key>   idemRecord of a create, on a 24h+ lease
 //
@@ -50,6 +51,8 @@ func (k keyspace) status(svc, inst string) string  { return k.p + "status/" + sv
 func (k keyspace) cursor() string                  { return k.p + "sched/cursor" }
 func (k keyspace) failedAll() string               { return k.p + "sched/failed/" }
 func (k keyspace) failed(svc string) string        { return k.p + "sched/failed/" + svc }
+func (k keyspace) usageAll() string                { return k.p + "usage/" }
+func (k keyspace) usage(node string) string        { return k.p + "usage/" + node }
 func (k keyspace) election() string                { return k.p + "election/" }
 func (k keyspace) names() string                   { return k.p + "names/" }
 func (k keyspace) name(name string) string         { return k.p + "names/" + name }

@@ -148,6 +148,11 @@ type runner struct {
 
 	mu     sync.Mutex
 	status InstanceStatus
+	// Set by the runner's goroutine and the health checker, copied into
+	// every status (emit): the last bad exit, and the health.
+	lastError   string
+	lastErrorAt time.Time
+	health      Health
 }
 
 // startRunner starts supervising cfg's instance and returns at once.
@@ -251,6 +256,7 @@ func (r *runner) emit(st InstanceStatus) {
 	a := r.cfg.Assignment
 	st.Service, st.Instance, st.Node, st.Ports = a.Service, a.Instance, r.cfg.Node, r.cfg.Ports
 	r.mu.Lock()
+	st.LastError, st.LastErrorAt, st.Health = r.lastError, r.lastErrorAt, r.healthLocked(st.State)
 	r.status = st
 	r.mu.Unlock()
 	if r.cfg.OnStatus != nil && !r.fenced.Load() {
@@ -266,6 +272,7 @@ func (r *runner) run() {
 		defer releasePoller()
 	}
 	bo := backoff{cfg: r.cfg.Backoff}
+	limit := newRestartLimit(r.cfg.Assignment.Spec.Supervision)
 	restarts := 0
 	for {
 		select {
@@ -278,6 +285,12 @@ func (r *runner) run() {
 		p, err := r.start()
 		if err != nil {
 			r.log.Warn("start failed", "err", err, "restarts", restarts)
+			r.noteError(err.Error())
+			if r.policy != RestartNever && !limit.allow(time.Now()) {
+				r.emit(InstanceStatus{State: StateExited, Restarts: restarts, Error: limit.reason()})
+				r.idle()
+				return
+			}
 			r.emit(InstanceStatus{State: StateFailed, Restarts: restarts, Error: err.Error()})
 			if r.policy == RestartNever {
 				r.idle()
@@ -289,6 +302,9 @@ func (r *runner) run() {
 			restarts++
 			continue
 		}
+		r.mu.Lock()
+		r.health = "" // a new process: no verdict yet
+		r.mu.Unlock()
 		r.log.Info("started", "pid", p.pid, "restarts", restarts)
 		r.emit(InstanceStatus{State: StateRunning, PID: p.pid, StartedAt: p.started, Restarts: restarts})
 
@@ -298,7 +314,17 @@ func (r *runner) run() {
 		}
 		code := res.code
 		r.log.Info("exited", "pid", p.pid, "code", code, "ran", res.ran)
-		if !r.restartAfter(code) {
+		if code != 0 || res.err != nil {
+			r.noteError(exitText(code, res.errText()))
+		}
+		replace := errors.Is(res.err, errUnhealthy) // whatever the policy
+		if (replace || r.restartAfter(code)) && !limit.allow(time.Now()) {
+			r.log.Warn("restart limit reached", "restarts", restarts)
+			r.emit(InstanceStatus{State: StateExited, ExitCode: &code, Restarts: restarts, Error: limit.reason()})
+			r.idle()
+			return
+		}
+		if !replace && !r.restartAfter(code) {
 			r.emit(InstanceStatus{State: StateExited, ExitCode: &code, Restarts: restarts, Error: res.errText()})
 			r.idle()
 			return
@@ -348,14 +374,25 @@ func (r *runner) sleep(d time.Duration) bool {
 // watch waits for p to exit on its own (stopped = false) or for Stop/Kill,
 // which it carries out (stopped = true).
 func (r *runner) watch(p *proc, restarts int) (res exitResult, stopped bool) {
-	select {
-	case <-p.exitReady:
-		return p.reap(), false
-	case <-r.killCh:
-		signalGroup(p.pid, syscall.SIGKILL)
-		p.await()
-		return res, true
-	case <-r.stopCh:
+	hc := r.startHealth(p) // healthcheck.go; nil without a check
+	defer hc.stop()
+	unhealthy, why := false, ""
+wait:
+	for {
+		select {
+		case <-p.exitReady:
+			return p.reap(), false
+		case <-r.killCh:
+			signalGroup(p.pid, syscall.SIGKILL)
+			p.await()
+			return res, true
+		case <-r.stopCh:
+			break wait
+		case v := <-hc.results():
+			if unhealthy, why = r.onHealth(v, p), v.reason; unhealthy {
+				break wait // replace it: stop it as below, then restart
+			}
+		}
 	}
 	r.emit(InstanceStatus{State: StateStopping, PID: p.pid, StartedAt: p.started, Restarts: restarts})
 	signalGroup(p.pid, syscall.SIGTERM)
@@ -373,6 +410,11 @@ func (r *runner) watch(p *proc, restarts int) (res exitResult, stopped bool) {
 		res = p.await()
 	}
 	code := res.code
+	if unhealthy {
+		r.log.Info("replacing unhealthy process", "pid", p.pid, "code", code)
+		res.err = fmt.Errorf("%w: %s", errUnhealthy, why)
+		return res, false
+	}
 	r.log.Info("stopped", "pid", p.pid, "code", code)
 	r.emit(InstanceStatus{State: StateExited, ExitCode: &code, Restarts: restarts, Error: res.errText()})
 	return res, true

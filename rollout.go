@@ -141,6 +141,9 @@ func (s *scheduler) readiness(svc, inst string, p placement, pol RolloutPolicy, 
 			if st.Restarts > 0 {
 				return false, fmt.Sprintf("new instance %s (index %d) exited and was restarted %d times", inst, p.index, st.Restarts)
 			}
+			if st.Health == HealthStarting || st.Health == HealthUnhealthy {
+				break // with a check, ready means healthy
+			}
 			since := s.runningSince[svc][inst]
 			if since.IsZero() {
 				if s.runningSince[svc] == nil {
@@ -234,7 +237,7 @@ func (t instanceTable) rolloutState(s Service, halt rolloutHalt) RolloutState {
 	case halt.Version == ver:
 		st.Status, st.RolloutError = ServiceHalted, halt.Error
 	case old > 0:
-		st.Status = ServiceRolling
+		st.Status = ServiceUpdating
 	}
 	return st
 }

@@ -429,7 +429,7 @@ func TestRolloutSurvivesLeaderFailover(t *testing.T) {
 	// Mid-rollout: one index replaced, the others not yet.
 	waitFor(t, 20*time.Second, "the rollout to be under way", func() (bool, string) {
 		d, err := c.client.Service(ctxT(t), res.ID)
-		return err == nil && d.Updated >= 1 && d.Status == gdpm.ServiceRolling, fmt.Sprintf("%+v", d.RolloutState)
+		return err == nil && d.Updated >= 1 && d.Status == gdpm.ServiceUpdating, fmt.Sprintf("%+v", d.RolloutState)
 	})
 	d, _ := c.client.Service(ctxT(t), res.ID)
 	t.Logf("leader closed with %d of 4 instances updated", d.Updated)

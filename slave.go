@@ -57,6 +57,10 @@ type SlaveConfig struct {
 	// LogLimits are the log server's timeouts and connection cap; see
 	// ServerLimits for the defaults.
 	LogLimits ServerLimits
+	// UsageInterval is how often the slave samples its instances' CPU and
+	// memory and reports them with its host's (usage.go). Default
+	// DefaultUsageInterval.
+	UsageInterval time.Duration
 	// Logger receives the slave's logs. Default: discard.
 	Logger *slog.Logger
 	// Subreaper makes the whole process a child subreaper
@@ -121,6 +125,7 @@ func (c SlaveConfig) withDefaults() (SlaveConfig, error) {
 	c.RetryMax = orDefault(c.RetryMax, 2*time.Second)
 	c.LogLimits = c.LogLimits.withDefaults()
 	c.RequestTimeout = orDefault(c.RequestTimeout, DefaultRequestTimeout)
+	c.UsageInterval = orDefault(c.UsageInterval, DefaultUsageInterval)
 	if c.Logger == nil {
 		c.Logger = discardLogger()
 	}
@@ -542,6 +547,13 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 	sup := newSupervisor(s, node.ID, sw)
 	s.sup.Store(sup)
 	defer s.sup.Store(nil)
+	uctx, ucancel := context.WithCancel(sctx)
+	defer ucancel() // before wg.Wait
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sup.reportUsage(uctx, cli, k, lease.ID, s.cfg.UsageInterval, s.cfg.RequestTimeout)
+	}()
 	err = s.follow(sctx, cli, k, node.ID, sup)
 	if ctx.Err() != nil {
 		// Closing: mark the node draining, so that the scheduler places

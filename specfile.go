@@ -88,6 +88,7 @@ func SpecOf(s Service) CreateRequest {
 	req := CreateRequest{
 		Name: s.Name, Command: s.Command, InstanceNum: &n, Env: s.Env, Dir: s.Dir,
 		Restart: s.restartPolicy(), StopTimeout: Duration(s.stopTimeout()), Ports: s.Ports, Rollout: s.Rollout,
+		Supervision: s.Supervision,
 	}
 	return req
 }

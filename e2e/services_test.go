@@ -55,7 +55,7 @@ func TestWebInterfaceServices(t *testing.T) {
 
 	p.do("restart it", chromedp.Click(chromedp.CSS("#restart")))
 	p.wait("the rollout's progress", `document.getElementById('detail-rollout').textContent.includes('instances updated')`+
-		` || document.querySelector('#services tbody').textContent.includes('rolling')`)
+		` || document.querySelector('#services tbody').textContent.includes('updating')`)
 	p.wait("the restart to finish", `document.querySelector('#services tbody').textContent.includes('running')`+
 		` && document.getElementById('detail-rollout').hidden && document.querySelectorAll('#instances tr[data-state="running"]').length === 2`)
 }

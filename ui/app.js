@@ -309,7 +309,7 @@
 
   // statusText is a service's status, with a rollout's progress.
   function statusText(s) {
-    if (s.Status === 'rolling') return `rolling ${s.Updated}/${s.InstanceNum}`;
+    if (s.Status === 'updating') return `updating ${s.Updated}/${s.InstanceNum}`;
     return s.Status || '';
   }
 
@@ -340,7 +340,7 @@
     $('start').hidden = !stopped;
     const ro = $('detail-rollout');
     let roText = '';
-    if (d.Status === 'rolling') roText = `Rolling out version ${d.Version}: ${d.Updated} of ${d.InstanceNum} instances updated.`;
+    if (d.Status === 'updating') roText = `Rolling out version ${d.Version}: ${d.Updated} of ${d.InstanceNum} instances updated.`;
     else if (d.Status === 'halted') roText = `Rollout halted: ${d.RolloutError}. The old instances run on; apply the previous spec to roll back.`;
     else if (stopped) roText = `Stopped: no instance runs; Start brings back ${d.InstanceNum}.`;
     if (ro.textContent !== roText) ro.textContent = roText;

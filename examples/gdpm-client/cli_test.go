@@ -393,6 +393,12 @@ var (
 		ServiceNum: []int{2, 0, 1},
 		Status:     []int{gdpm.NodeOnline, gdpm.NodeDraining, 7},
 		Times:      []string{"07 Jun 26 22:03 UTC", "07 Jun 26 22:22 UTC", "08 Jun 26 09:00 UTC"},
+		Hostnames:  []string{"web-1", "web-2", ""},
+		Instances:  []int{5, 0, 1},
+		CPU:        []float64{102.5, 0, 3.25},
+		RSS:        []int64{300 << 20, 0, 12 << 10},
+		Cores:      []int{4, 2, 0},
+		MemTotal:   []int64{16 << 30, 8 << 30, 0},
 	}
 	// Arrays of different lengths must not crash the table.
 	fixNodesRagged = gdpm.NodeList{
@@ -407,9 +413,9 @@ var (
 	}
 	fixServices = []gdpm.ServiceSummary{
 		{ID: "a11b8ada-1776-490f-a8a4-46c688ffb262", Name: "web", Command: "sleep 60", InstanceNum: 4, Running: 4, Restart: gdpm.RestartAlways, CreatedAt: t0,
-			RolloutState: gdpm.RolloutState{Status: gdpm.ServiceRunning, Version: "9f1c2e3d4b5a6978", Updated: 4}},
-		{ID: "b22c9beb-2887-4a1f-b9b5-57d799ffc373", Command: longCmd, InstanceNum: 3, Running: 1, Pending: 2, Restart: gdpm.RestartOnFailure, CreatedAt: t0,
-			RolloutState: gdpm.RolloutState{Status: gdpm.ServiceRolling, Version: "0a1b2c3d4e5f6071", Updated: 1}},
+			RolloutState: gdpm.RolloutState{Status: gdpm.ServiceRunning, Version: "9f1c2e3d4b5a6978", Updated: 4}, ServiceHealth: gdpm.ServiceHealth{CPU: 0.4, RSS: 4 << 20}},
+		{ID: "b22c9beb-2887-4a1f-b9b5-57d799ffc373", Command: longCmd, InstanceNum: 3, Running: 1, Pending: 2, Restart: gdpm.RestartOnFailure, CreatedAt: t0.Add(-50 * time.Hour),
+			RolloutState: gdpm.RolloutState{Status: gdpm.ServiceCrashLooping, Version: "0a1b2c3d4e5f6071", Updated: 1}, ServiceHealth: gdpm.ServiceHealth{Restarts: 17, CPU: 99.7, RSS: 210 << 20}},
 		{ID: "c33daccd-3998-4b2a-8ac6-68e8aa00d484", Command: "printf 'a\\tb\\n'\necho two lines", InstanceNum: 0, Restart: ""},
 	}
 	fixService = gdpm.ServiceDetail{
@@ -422,10 +428,10 @@ var (
 			InstanceNum: 4, CreatedAt: t0,
 		},
 		Running: 2, Pending: 1,
-		RolloutState: gdpm.RolloutState{Status: gdpm.ServiceRolling, Version: "0a1b2c3d4e5f6071", Updated: 3},
+		RolloutState: gdpm.RolloutState{Status: gdpm.ServiceUpdating, Version: "0a1b2c3d4e5f6071", Updated: 3},
 		Instances: []gdpm.InstanceInfo{
 			{ID: "04c18ab53747", Index: 0, Version: "0a1b2c3d4e5f6071", Node: "5764e70d-a8da-4c75-aa44-09dc2dbc188b", State: gdpm.StateRunning, PID: 4242, Restarts: 0, StartedAt: t0.Add(time.Second), Ports: map[string]int{"http": 41001}},
-			{ID: "1d29bc64e858", Index: 1, Version: "ffeeddccbbaa9988", Node: "da409d07-f630-4b1d-9844-f8122f9c08d2", State: gdpm.StateRunning, PID: 31337, Restarts: 3, ExitCode: intp(1), StartedAt: t0.Add(time.Hour), Ports: map[string]int{"http": 41002}},
+			{ID: "1d29bc64e858", Index: 1, Version: "ffeeddccbbaa9988", Node: "da409d07-f630-4b1d-9844-f8122f9c08d2", State: gdpm.StateRunning, Health: gdpm.HealthHealthy, PID: 31337, Restarts: 3, ExitCode: intp(1), StartedAt: t0.Add(time.Hour), Ports: map[string]int{"http": 41002}, CPU: 12.5, RSS: 150 << 20, LastError: "exit code 1"},
 			{ID: "2e3acd75f969", Index: 1, Version: "0a1b2c3d4e5f6071", Node: "5764e70d-a8da-4c75-aa44-09dc2dbc188b", State: gdpm.StateFailed, Restarts: 0, Error: "exec: \"python3\": executable file not found in $PATH"},
 			{ID: "3f4bde86a07a", Index: 2, Version: "0a1b2c3d4e5f6071", State: gdpm.StatePending},
 		},
@@ -486,8 +492,8 @@ func TestRender(t *testing.T) {
 		{"nodes-empty", func(w *bytes.Buffer) error { return renderNodes(w, gdpm.NodeList{}) }},
 		{"node", func(w *bytes.Buffer) error { return renderNode(w, fixNode) }},
 		{"node-empty", func(w *bytes.Buffer) error { return renderNode(w, gdpm.NodeServices{}) }},
-		{"services", func(w *bytes.Buffer) error { return renderServices(w, fixServices) }},
-		{"services-empty", func(w *bytes.Buffer) error { return renderServices(w, nil) }},
+		{"services", func(w *bytes.Buffer) error { return renderServices(w, fixServices, t0.Add(90*time.Minute)) }},
+		{"services-empty", func(w *bytes.Buffer) error { return renderServices(w, nil, t0) }},
 		{"service", func(w *bytes.Buffer) error { return renderService(w, fixService, time.UTC) }},
 		{"service-utc8", func(w *bytes.Buffer) error { return renderService(w, fixServiceNoErrors, utc8) }},
 		{"service-no-instances", func(w *bytes.Buffer) error { return renderService(w, fixServiceBare, time.UTC) }},
@@ -589,6 +595,8 @@ func runStub(t *testing.T, stub *stubAPI, getenv func(string) string, args ...st
 }
 
 func TestExecute(t *testing.T) {
+	clock = func() time.Time { return t0.Add(90 * time.Minute) }
+	t.Cleanup(func() { clock = time.Now })
 	const id = "9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c"
 	tests := []struct {
 		args   []string

@@ -19,6 +19,9 @@ import (
 // The renderers are pure functions of the API types: they print what they
 // are given, in the order given, and read no clock.
 
+// clock is what "get services" measures ages against; tests fix it.
+var clock = time.Now
+
 // maxCommandWidth is where a table shortens a command; -o json and the
 // header of "get service ID" print it whole.
 const maxCommandWidth = 50
@@ -43,13 +46,22 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// renderNodes prints GET /node/: its parallel arrays, one node a line.
+// renderNodes prints GET /node/: its parallel arrays, one node a line,
+// with the host's name and its instances' CPU and memory.
 func renderNodes(w io.Writer, l gdpm.NodeList) error {
 	tw := newTable(w)
-	row(tw, "ID", "STATUS", "SERVICES", "REGISTERED")
+	row(tw, "HOST", "ID", "STATUS", "CPU", "MEM", "INSTANCES", "SERVICES", "REGISTERED")
 	for i, id := range l.Ids {
-		row(tw, cell(id), statusWord(at(l.Status, i, -1)),
-			count(at(l.ServiceNum, i, -1)), cell(at(l.Times, i, "?")))
+		mem := bytesWord(at(l.RSS, i, 0))
+		if total := at(l.MemTotal, i, 0); total > 0 {
+			mem += " / " + bytesWord(total)
+		}
+		cpu := percent(at(l.CPU, i, 0))
+		if cores := at(l.Cores, i, 0); cores > 0 {
+			cpu += fmt.Sprintf(" / %d cores", cores)
+		}
+		row(tw, orDash(cell(at(l.Hostnames, i, ""))), cell(id), statusWord(at(l.Status, i, -1)),
+			cpu, mem, count(at(l.Instances, i, -1)), count(at(l.ServiceNum, i, -1)), cell(at(l.Times, i, "?")))
 	}
 	return tw.Flush()
 }
@@ -64,15 +76,59 @@ func renderNode(w io.Writer, s gdpm.NodeServices) error {
 	return tw.Flush()
 }
 
-// renderServices prints GET /service/.
-func renderServices(w io.Writer, list []gdpm.ServiceSummary) error {
+// renderServices prints GET /service/: one line per service with its
+// status word, how many instances run of those desired, restarts, CPU,
+// memory and age (as of now).
+func renderServices(w io.Writer, list []gdpm.ServiceSummary, now time.Time) error {
 	tw := newTable(w)
-	row(tw, "NAME", "ID", "STATUS", "COMMAND", "DESIRED", "RUNNING", "PENDING", "UPDATED", "RESTART")
+	row(tw, "NAME", "ID", "STATUS", "RUNNING/DESIRED", "RESTARTS", "CPU", "MEM", "AGE", "COMMAND")
 	for _, s := range list {
-		row(tw, orDash(cell(s.Name)), cell(s.ID), orDash(string(s.Status)), short(s.Command), strconv.Itoa(s.InstanceNum),
-			strconv.Itoa(s.Running), strconv.Itoa(s.Pending), strconv.Itoa(s.Updated), restartWord(s.Restart))
+		row(tw, orDash(cell(s.Name)), cell(s.ID), orDash(string(s.Status)),
+			fmt.Sprintf("%d/%d", s.Running, s.InstanceNum), strconv.Itoa(s.Restarts),
+			percent(s.CPU), bytesWord(s.RSS), age(s.CreatedAt, now), short(s.Command))
 	}
 	return tw.Flush()
+}
+
+// percent is a CPU figure in percent of one core.
+func percent(p float64) string {
+	if p >= 10 {
+		return fmt.Sprintf("%.0f%%", p)
+	}
+	return fmt.Sprintf("%.1f%%", p)
+}
+
+// bytesWord is a byte count in binary units.
+func bytesWord(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1fGi", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.0fMi", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.0fKi", float64(n)/(1<<10))
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// age is how long ago t was, in the largest unit that fits, as kubectl
+// shows it.
+func age(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
 // renderService prints GET /service/:id/: the service, then one line per
@@ -86,7 +142,7 @@ func renderService(w io.Writer, d gdpm.ServiceDetail, loc *time.Location) error 
 	field("ID", cell(d.ID))
 	if d.Status != "" {
 		status := string(d.Status)
-		if d.Status == gdpm.ServiceRolling {
+		if d.Status == gdpm.ServiceUpdating {
 			status += fmt.Sprintf(" (%d of %d instances updated)", d.Updated, d.InstanceNum)
 		}
 		field("Status", status)
@@ -94,6 +150,11 @@ func renderService(w io.Writer, d gdpm.ServiceDetail, loc *time.Location) error 
 	if d.RolloutError != "" {
 		field("Rollout halted", cell(d.RolloutError))
 	}
+	field("Restarts", strconv.Itoa(d.Restarts))
+	if d.LastError != nil {
+		field("Last error", fmt.Sprintf("%s (instance %s, %s)", cell(d.LastError.Message), cell(d.LastError.Instance), when(d.LastError.Since, loc)))
+	}
+	field("Usage", fmt.Sprintf("CPU %s, memory %s", percent(d.CPU), bytesWord(d.RSS)))
 	field("Command", cell(d.Command))
 	field("Instances", fmt.Sprintf("%d desired, %d running, %d pending", d.InstanceNum, d.Running, d.Pending))
 	field("Restart", restartWord(d.Restart))
@@ -125,10 +186,10 @@ func renderService(w io.Writer, d gdpm.ServiceDetail, loc *time.Location) error 
 		return err
 	}
 	io.WriteString(w, "\n")
-	withErrors := slices.ContainsFunc(d.Instances, func(in gdpm.InstanceInfo) bool { return in.Error != "" })
+	withErrors := slices.ContainsFunc(d.Instances, func(in gdpm.InstanceInfo) bool { return in.Error != "" || in.LastError != "" })
 	tw = newTable(w)
 	withPorts := slices.ContainsFunc(d.Instances, func(in gdpm.InstanceInfo) bool { return len(in.Ports) > 0 })
-	head := []string{"INSTANCE", "INDEX", "NODE", "STATE", "PID", "RESTARTS", "EXIT", "STARTED"}
+	head := []string{"INSTANCE", "INDEX", "NODE", "STATE", "HEALTH", "PID", "RESTARTS", "EXIT", "CPU", "MEM", "STARTED"}
 	if withPorts {
 		head = append(head, "PORTS")
 	}
@@ -141,13 +202,14 @@ func renderService(w io.Writer, d gdpm.ServiceDetail, loc *time.Location) error 
 		if in.Version != "" && in.Version != d.Version {
 			index += " (old)" // a rollout replaces it
 		}
-		cells := []string{cell(in.ID), index, orDash(cell(in.Node)), orDash(cell(string(in.State))),
-			"-", strconv.Itoa(in.Restarts), "-", when(in.StartedAt, loc)}
+		cells := []string{cell(in.ID), index, orDash(cell(in.Node)), orDash(cell(string(in.State))), orDash(cell(string(in.Health))),
+			"-", strconv.Itoa(in.Restarts), "-", "-", "-", when(in.StartedAt, loc)}
 		if in.PID > 0 {
-			cells[4] = strconv.Itoa(in.PID)
+			cells[5] = strconv.Itoa(in.PID)
+			cells[8], cells[9] = percent(in.CPU), bytesWord(in.RSS)
 		}
 		if in.ExitCode != nil {
-			cells[6] = strconv.Itoa(*in.ExitCode)
+			cells[7] = strconv.Itoa(*in.ExitCode)
 		}
 		if withPorts {
 			var ps []string
@@ -157,7 +219,11 @@ func renderService(w io.Writer, d gdpm.ServiceDetail, loc *time.Location) error 
 			cells = append(cells, orDash(strings.Join(ps, ",")))
 		}
 		if withErrors {
-			cells = append(cells, orDash(short(in.Error)))
+			e := in.Error
+			if e == "" {
+				e = in.LastError
+			}
+			cells = append(cells, orDash(short(e)))
 		}
 		row(tw, cells...)
 	}

@@ -60,7 +60,7 @@ func get(ctx context.Context, c api, cmd command, w io.Writer) error {
 		if cmd.Output == outYAML {
 			return writeSpecs(ctx, c, list, w)
 		}
-		return renderServices(w, list)
+		return renderServices(w, list, clock())
 	case kindGetService:
 		d, err := c.Service(ctx, cmd.ID)
 		if err != nil {

@@ -11,11 +11,18 @@
 //	env NAME              print the value of NAME and the working dir, then sleep
 //	listen NAME           listen on 127.0.0.1 at the port in variable NAME and
 //	                      accept connections until killed
+//	http NAME             serve HTTP on 127.0.0.1 at the port in variable NAME:
+//	                      /healthz answers 200, any other path 404
+//	spin                  burn one core until killed
+//	alloc MB              allocate and touch MB megabytes, then sleep
+//	limits                print the process's /proc/self/limits, then sleep
 package main
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -96,11 +103,44 @@ func main() {
 			}
 			c.Close()
 		}
+	case "http":
+		http.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+		addr := "127.0.0.1:" + os.Getenv(arg(2, "PORT"))
+		fmt.Println("serving on", addr)
+		fmt.Fprintln(os.Stderr, http.ListenAndServe(addr, nil))
+		os.Exit(1)
+	case "spin":
+		for {
+			spinSink++
+		}
+	case "alloc":
+		mb, _ := strconv.Atoi(arg(2, "100"))
+		var chunks [][]byte
+		for i := 0; i < mb; i++ {
+			b := make([]byte, 1<<20)
+			for j := 0; j < len(b); j += 4096 {
+				b[j] = 1 // touch every page, so it is resident
+			}
+			chunks = append(chunks, b)
+		}
+		keep = chunks // reachable while it sleeps
+		fmt.Println("allocated", len(chunks), "MB")
+		forever()
+	case "limits":
+		b, _ := os.ReadFile("/proc/self/limits")
+		os.Stdout.Write(b)
+		forever()
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
 		os.Exit(2)
 	}
 }
+
+// keep holds what alloc allocated, so the collector cannot free it.
+var keep [][]byte
+
+// spinSink keeps the busy loop from being optimised away.
+var spinSink uint64
 
 // forever blocks until the process is killed. A bare select{} would not: with
 // no other goroutine the runtime reports a deadlock and exits with status 2.

@@ -1,0 +1,221 @@
+package gdpm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// healthChecker runs one process's health check beside it, on the slave:
+// every Interval it runs the check with Timeout and tells the runner when
+// its verdict changes. Failures within Grace of the start do not count; a
+// pass makes the process healthy at once. Failures in a row make it
+// unhealthy. One goroutine per checked process; stop waits for it.
+type healthChecker struct {
+	check   HealthCheck
+	target  string // Exec, HTTP or TCP with the instance's variables expanded
+	env     []string
+	dir     string
+	started time.Time
+
+	verdicts chan healthVerdict // to the runner: changes only
+	done     chan struct{}
+	wg       sync.WaitGroup
+	http     *http.Client
+}
+
+// healthVerdict is a change of an instance's health.
+type healthVerdict struct {
+	health Health
+	reason string // why the last check failed
+}
+
+// startHealth starts checking p; nil when the spec has no check (a nil
+// checker's results channel is nil, so the runner's select never picks it).
+func (r *runner) startHealth(p *proc) *healthChecker {
+	c := r.cfg.Assignment.Spec.Check
+	if c == nil {
+		return nil
+	}
+	h := &healthChecker{check: *c, env: r.env, dir: r.dir, started: p.started,
+		verdicts: make(chan healthVerdict), done: make(chan struct{})}
+	lookup := envLookup(r.env)
+	expand := func(s string) string { return os.Expand(s, lookup) }
+	switch {
+	case c.Exec != "":
+		h.target = expand(c.Exec)
+	case c.HTTP != "":
+		h.target = expand(c.HTTP)
+		// No keep-alive: a check is one request every few seconds, and
+		// an idle connection would outlive the checker.
+		h.http = &http.Client{
+			Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	default:
+		h.target = expand(c.TCP)
+	}
+	h.wg.Add(1)
+	go h.loop()
+	return h
+}
+
+// results is the channel of verdicts; nil for a nil checker.
+func (h *healthChecker) results() <-chan healthVerdict {
+	if h == nil {
+		return nil
+	}
+	return h.verdicts
+}
+
+// stop ends the checks (a running one is cancelled) and waits.
+func (h *healthChecker) stop() {
+	if h == nil {
+		return
+	}
+	close(h.done)
+	h.wg.Wait()
+}
+
+func (h *healthChecker) loop() {
+	defer h.wg.Done()
+	t := time.NewTicker(h.check.interval())
+	defer t.Stop()
+	health, fails := HealthStarting, 0
+	for {
+		err := h.run()
+		next := health
+		switch {
+		case err == nil:
+			fails, next = 0, HealthHealthy
+		case time.Since(h.started) < h.check.grace():
+			// Still starting: a failure does not count yet.
+		default:
+			fails++
+			if fails >= h.check.failures() {
+				next = HealthUnhealthy
+			}
+		}
+		if next != health {
+			v := healthVerdict{health: next}
+			if err != nil {
+				v.reason = err.Error()
+			}
+			select {
+			case h.verdicts <- v:
+				health = next
+			case <-h.done:
+				return
+			}
+		}
+		select {
+		case <-t.C:
+		case <-h.done:
+			return
+		}
+	}
+}
+
+// run performs one check: nil when healthy.
+func (h *healthChecker) run() error {
+	ctx, cancel := context.WithTimeout(context.Background(), h.check.timeout())
+	defer cancel()
+	go func() {
+		select {
+		case <-h.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	switch {
+	case h.check.Exec != "":
+		return h.runExec(ctx)
+	case h.check.HTTP != "":
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.target, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := h.http.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+			return fmt.Errorf("GET %s: %s", h.target, resp.Status)
+		}
+		return nil
+	default:
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", h.target)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	}
+}
+
+// runExec runs the Exec command in the instance's environment, in a
+// process group of its own that a timeout kills whole.
+func (h *healthChecker) runExec(ctx context.Context) error {
+	argv := commandArgv(h.target)
+	if len(argv) == 0 {
+		return errors.New("empty check command")
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env, cmd.Dir = h.env, h.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return fmt.Errorf("check %q timed out after %s", h.target, h.check.timeout())
+	}
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if len(msg) > 200 {
+			msg = msg[:200]
+		}
+		if msg != "" {
+			return fmt.Errorf("check %q: %v: %s", h.target, err, msg)
+		}
+		return fmt.Errorf("check %q: %v", h.target, err)
+	}
+	return nil
+}
+
+// envLookup looks a name up in an environment list; the last entry of a
+// name wins, as for exec.
+func envLookup(env []string) func(string) string {
+	m := make(map[string]string, len(env))
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return func(k string) string { return m[k] }
+}
+
+// errUnhealthy is the exit reason of a process its health check replaced.
+var errUnhealthy = errors.New("unhealthy")
+
+// onHealth records a verdict in the runner's status and reports whether
+// the process is to be replaced. Called from the runner's goroutine.
+func (r *runner) onHealth(v healthVerdict, p *proc) (replace bool) {
+	r.mu.Lock()
+	r.health = v.health
+	st := r.status
+	r.mu.Unlock()
+	if v.health == HealthUnhealthy {
+		r.log.Warn("unhealthy", "pid", p.pid, "reason", v.reason)
+	}
+	r.emit(st)
+	return v.health == HealthUnhealthy && r.cfg.Assignment.Spec.Check.restarts()
+}

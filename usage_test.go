@@ -1,0 +1,63 @@
+package gdpm_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/capy-pl/gdpm"
+)
+
+// The slave samples each instance's process group: a busy loop uses about
+// one core, a sleep nothing, a program that allocates 200 MB has more than
+// 150 MB resident. The node list says the host's name, cores and memory.
+func TestUsageOfInstancesAndNodes(t *testing.T) {
+	c := newCluster(t, clusterOpts{slaves: 1, slave: func(cfg *gdpm.SlaveConfig) {
+		cfg.UsageInterval = 500 * time.Millisecond
+		cfg.Hostname = "usage-host"
+	}})
+	prog := gdpm.ProgramForTests()
+	spin := c.create(prog+" spin", 1)
+	idle := c.create(prog+" sleep", 1)
+	big := c.create(prog+" alloc 200", 1)
+
+	usage := func(id string) (gdpm.ServiceSummary, gdpm.InstanceInfo) {
+		d, err := c.client.Service(ctxT(t), id)
+		if err != nil || len(d.Instances) != 1 {
+			return gdpm.ServiceSummary{}, gdpm.InstanceInfo{}
+		}
+		list, _ := c.client.Services(ctxT(t))
+		for _, s := range list {
+			if s.ID == id {
+				return s, d.Instances[0]
+			}
+		}
+		return gdpm.ServiceSummary{}, d.Instances[0]
+	}
+	// CPU depends on the machine's load: the test waits for a sample near
+	// one core rather than asserting the first one.
+	waitFor(t, 30*time.Second, "a busy loop near 100% of a core", func() (bool, string) {
+		s, in := usage(spin)
+		return in.CPU >= 60 && in.CPU <= 115 && s.CPU == in.CPU, fmt.Sprintf("instance %.1f%%, service %.1f%%", in.CPU, s.CPU)
+	})
+	waitFor(t, 30*time.Second, "sleep near 0% and measured", func() (bool, string) {
+		_, in := usage(idle)
+		return in.RSS > 0 && in.CPU < 5, fmt.Sprintf("%.1f%%, %d bytes", in.CPU, in.RSS)
+	})
+	waitFor(t, 30*time.Second, "200 MB allocated: over 150 MB resident", func() (bool, string) {
+		s, in := usage(big)
+		return in.RSS > 150<<20 && s.RSS == in.RSS, fmt.Sprintf("instance %d bytes, service %d", in.RSS, s.RSS)
+	})
+	_, a := usage(spin)
+	_, b := usage(big)
+	t.Logf("busy loop %.1f%% of a core; 200 MB program %d MiB resident", a.CPU, b.RSS>>20)
+
+	waitFor(t, 10*time.Second, "the node's usage", func() (bool, string) {
+		l, err := c.client.Nodes(ctxT(t))
+		if err != nil || len(l.Ids) != 1 || len(l.Hostnames) != 1 {
+			return false, fmt.Sprintf("%+v %v", l, err)
+		}
+		return l.Hostnames[0] == "usage-host" && l.Instances[0] == 3 && l.Cores[0] > 0 && l.MemTotal[0] > 0 && l.RSS[0] > 150<<20 && l.CPU[0] > 0,
+			fmt.Sprintf("%+v", l)
+	})
+}
