@@ -579,6 +579,10 @@ func (m *Master) handleCreateService(w http.ResponseWriter, r *http.Request, _ h
 	}
 	ctx, cancel := m.etcdCtx(r)
 	defer cancel()
+	if err := m.checkEnforceable(ctx, s.Spec); err != nil {
+		m.fail(w, r, err)
+		return
+	}
 	id, created, err := m.createService(ctx, s, key)
 	if err != nil {
 		m.fail(w, r, err)

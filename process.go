@@ -141,10 +141,12 @@ type runner struct {
 	fenced   atomic.Bool // Kill was called: report nothing more
 	done     chan struct{}
 
-	logs    *instanceLogs // nil: output discarded
-	logsErr error         // bad ids: every start fails with it
-	poller  *fdPoller     // watches the processes' exits and pipes
-	pollErr error         // no poller: every start fails with it
+	logs    *instanceLogs   // nil: output discarded
+	logsErr error           // bad ids: every start fails with it
+	poller  *fdPoller       // watches the processes' exits and pipes
+	pollErr error           // no poller: every start fails with it
+	cg      *instanceCgroup // the instance's limits (cgroup.go); nil without
+	cgErr   error           // limits that cannot be enforced: every start fails with it
 
 	mu     sync.Mutex
 	status InstanceStatus
@@ -178,6 +180,7 @@ func startRunner(cfg runnerConfig) *runner {
 			orDefault(cfg.LogMaxSize, DefaultLogMaxSize), orDefault(cfg.LogMaxFiles, DefaultLogMaxFiles))
 	}
 	r.poller, r.pollErr = acquirePoller()
+	r.cg, r.cgErr = newInstanceCgroup(a.Spec.Supervision, a.Service+"-"+a.Instance+"-"+shortNode(cfg.Node))
 	go r.run()
 	return r
 }
@@ -267,6 +270,7 @@ func (r *runner) emit(st InstanceStatus) {
 // run is the lifecycle: start, watch, restart per policy, until Stop/Kill.
 func (r *runner) run() {
 	defer close(r.done)
+	defer r.cg.remove() // after the last process is gone
 	defer r.logs.Close()
 	if r.pollErr == nil {
 		defer releasePoller()
@@ -311,6 +315,9 @@ func (r *runner) run() {
 		res, stopped := r.watch(p, restarts)
 		if stopped {
 			return
+		}
+		if r.cg.newOOM() {
+			res.err = errOOM // the kernel killed it at MemoryLimit
 		}
 		code := res.code
 		r.log.Info("exited", "pid", p.pid, "code", code, "ran", res.ran)
@@ -457,6 +464,7 @@ func (r *runner) start() (*proc, error) {
 			return nil, fmt.Errorf("working dir %s: not a directory", r.dir)
 		}
 	}
+	argv = wrapArgv(argv, r.cg, r.cfg.Assignment.Spec.Rlimits) // cgroup.go
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = r.env
 	cmd.Dir = r.dir
@@ -465,7 +473,7 @@ func (r *runner) start() (*proc, error) {
 	// does, so in practice it fires when gdpm itself dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	var pp *pumps
-	for _, err := range []error{r.pollErr, r.logsErr} {
+	for _, err := range []error{r.pollErr, r.logsErr, r.cgErr} {
 		if err != nil {
 			return nil, err
 		}

@@ -86,7 +86,7 @@ func (t instanceTable) serviceStatus(s Service, ro ServiceStatus, now time.Time)
 		return ro, h // halted or updating
 	case looping:
 		return ServiceCrashLooping, h
-	case runningOK == 0 && waiting > 0:
+	case runningOK == 0 && (waiting > 0 || total == 0):
 		return ServicePending, h
 	case total > 0 && cleanExits == total:
 		// Every instance ended well and its policy does not restart it:

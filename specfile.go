@@ -127,6 +127,10 @@ func (m *Master) handlePutService(w http.ResponseWriter, r *http.Request, p http
 	}
 	ctx, cancel := m.etcdCtx(r)
 	defer cancel()
+	if err := m.checkEnforceable(ctx, want.Spec); err != nil {
+		m.fail(w, r, err)
+		return
+	}
 	res, err := m.apply(ctx, want)
 	if err != nil {
 		m.fail(w, r, err)

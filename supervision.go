@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,7 +37,7 @@ type Supervision struct {
 	// no limit.
 	CPULimit float64 `json:"CPULimit,omitempty"`
 	// Rlimits are resource limits set in the child before it runs the
-	// command (soft and hard): NOFILE, NPROC, CORE, STACK, AS, FSIZE.
+	// command, soft and hard: NOFILE (open files).
 	Rlimits map[string]uint64 `json:"Rlimits,omitempty"`
 }
 
@@ -123,15 +124,11 @@ func (s Supervision) restartWindow() time.Duration {
 	return orDefault(time.Duration(s.RestartWindow), DefaultRestartWindow)
 }
 
-// rlimitNames maps the names Rlimits takes to their resource numbers
-// (Linux, every architecture Go supports).
+// rlimitNames are the limits Rlimits takes, with their resource numbers.
+// Only NOFILE for now: the child sets it with the shell's ulimit -n,
+// whose meaning is the same in every /bin/sh (see wrapArgv).
 var rlimitNames = map[string]int{
-	"CORE":   4,
 	"NOFILE": 7,
-	"NPROC":  6,
-	"STACK":  3,
-	"AS":     9,
-	"FSIZE":  1,
 }
 
 // check validates the supervision fields; the message names the field.
@@ -188,6 +185,9 @@ func (s Supervision) check() error {
 	for _, name := range slices.Sorted(maps.Keys(s.Rlimits)) {
 		if _, ok := rlimitNames[name]; !ok {
 			return bad("Rlimits: unknown limit %q; the limits are %s", name, strings.Join(slices.Sorted(maps.Keys(rlimitNames)), ", "))
+		}
+		if v := s.Rlimits[name]; v == 0 || v > 1<<30 {
+			return bad("Rlimits: %s must be between 1 and %d, got %d", name, 1<<30, v)
 		}
 	}
 	return nil
@@ -261,6 +261,16 @@ func (s Supervision) limited() bool { return s.MemoryLimit > 0 || s.CPULimit > 0
 // an error, not a check that silently does nothing.
 func (c *HealthCheck) UnmarshalJSON(data []byte) error {
 	type plain HealthCheck
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(data, &keys); err != nil {
+		return fmt.Errorf("Check must be an object: %v", err)
+	}
+	for k := range keys {
+		// encoding/json matches keys in any case; the API does not.
+		if !checkFields[k] {
+			return fmt.Errorf("Check: unknown field %q; the fields are %s", k, strings.Join(slices.Sorted(maps.Keys(checkFields)), ", "))
+		}
+	}
 	var v plain
 	if err := strictJSON(data, &v); err != nil {
 		return fmt.Errorf("Check: %v", err)
@@ -268,3 +278,6 @@ func (c *HealthCheck) UnmarshalJSON(data []byte) error {
 	*c = HealthCheck(v)
 	return nil
 }
+
+// checkFields are the keys of a Check object.
+var checkFields = jsonFields(reflect.TypeFor[HealthCheck]())

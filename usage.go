@@ -3,6 +3,7 @@ package gdpm
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -58,4 +59,29 @@ func (m *Master) readUsage(ctx context.Context, rev int64) (map[string]NodeUsage
 		}
 	}
 	return out, nil
+}
+
+// checkEnforceable refuses a spec with MemoryLimit or CPULimit when nodes
+// have reported and none of them can enforce limits (no writable cgroup):
+// such a service would never run, and it must not run unbounded. With no
+// report yet (no node, or nodes just started) the service is accepted;
+// a slave that cannot enforce the limits then refuses to start its
+// instances (state failed, ErrNoCgroups).
+func (m *Master) checkEnforceable(ctx context.Context, s Spec) error {
+	if !s.limited() {
+		return nil
+	}
+	usage, err := m.readUsage(ctx, 0)
+	if err != nil {
+		return err
+	}
+	if len(usage) == 0 {
+		return nil
+	}
+	for _, u := range usage {
+		if u.Cgroups != "" {
+			return nil
+		}
+	}
+	return fmt.Errorf("MemoryLimit and CPULimit need cgroups, and no node has a writable cgroup hierarchy to enforce them (the service would run unbounded): %w", ErrBadRequest)
 }

@@ -1,0 +1,144 @@
+package gdpm_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capy-pl/gdpm"
+)
+
+// needCgroups skips when this host has no writable cgroup hierarchy,
+// except under CI, whose machines have one.
+func needCgroups(t *testing.T) {
+	t.Helper()
+	if gdpm.CgroupVersionForTests() == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no writable cgroup hierarchy under CI")
+		}
+		t.Skip("no writable cgroup hierarchy")
+	}
+}
+
+// A 64 MiB memory limit: a program that allocates 300 MB is killed by the
+// kernel, and the instance says oom, in its last error and in the events.
+func TestMemoryLimitKillsAndReportsOOM(t *testing.T) {
+	needCgroups(t)
+	c := newCluster(t, clusterOpts{slaves: 1})
+	var limit gdpm.ByteSize
+	if err := limit.UnmarshalJSON([]byte(`"64MiB"`)); err != nil || limit != 64<<20 {
+		t.Fatalf("64MiB: %d %v", limit, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	events, err := c.client.Events(ctx, 0) // from now
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Close()
+	id := c.createReq(gdpm.CreateRequest{Command: gdpm.ProgramForTests() + " alloc 300", Restart: gdpm.RestartNever,
+		Supervision: gdpm.Supervision{MemoryLimit: limit}})
+	d := c.waitStatus(id, gdpm.ServiceFailed)
+	in := d.Instances[0]
+	if in.LastError != "oom" || in.Error != "oom" || d.LastError == nil || d.LastError.Message != "oom" {
+		t.Errorf("want oom: instance %+v, service %+v", in, d.LastError)
+	}
+	t.Logf("instance: state %s, exit %v, error %q", in.State, *in.ExitCode, in.Error)
+	for {
+		ev, err := events.Next()
+		if err != nil {
+			t.Fatalf("no exit event with oom: %v", err)
+		}
+		if ev.Service == id && ev.Type == gdpm.EventInstanceExited {
+			if !strings.Contains(ev.Message, "oom") {
+				t.Errorf("exit event: %+v", ev)
+			}
+			return
+		}
+	}
+}
+
+// CPULimit 0.2 holds a busy loop near a fifth of a core.
+func TestCPULimitThrottles(t *testing.T) {
+	needCgroups(t)
+	c := newCluster(t, clusterOpts{slaves: 1, slave: func(cfg *gdpm.SlaveConfig) { cfg.UsageInterval = 500 * time.Millisecond }})
+	id := c.createReq(gdpm.CreateRequest{Command: gdpm.ProgramForTests() + " spin", Supervision: gdpm.Supervision{CPULimit: 0.2}})
+	c.waitRunning(id, 1)
+	var seen []float64
+	waitFor(t, 20*time.Second, "five samples of the throttled loop", func() (bool, string) {
+		d, _ := c.client.Service(ctxT(t), id)
+		if len(d.Instances) == 1 && d.Instances[0].CPU > 0 && (len(seen) == 0 || seen[len(seen)-1] != d.Instances[0].CPU) {
+			seen = append(seen, d.Instances[0].CPU)
+		}
+		return len(seen) >= 5, fmt.Sprint(seen)
+	})
+	for _, cpu := range seen[1:] { // the first may straddle the start
+		if cpu > 30 {
+			t.Errorf("CPULimit 0.2: samples %v, want about 20%%", seen)
+			break
+		}
+	}
+	t.Logf("CPULimit 0.2: samples %v", seen)
+}
+
+// Rlimits NOFILE is set in the child before it runs the command: its
+// /proc/PID/limits says so, soft and hard.
+func TestRlimitNofileSeenByTheChild(t *testing.T) {
+	c := newCluster(t, clusterOpts{slaves: 1})
+	id := c.createReq(gdpm.CreateRequest{Command: gdpm.ProgramForTests() + " limits",
+		Supervision: gdpm.Supervision{Rlimits: map[string]uint64{"NOFILE": 1024}}})
+	pid := c.waitRunning(id, 1)[0]
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if strings.HasPrefix(line, "Max open files") {
+			if f := strings.Fields(line); len(f) < 5 || f[3] != "1024" || f[4] != "1024" {
+				t.Errorf("limits: %q", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no open files line in\n%s", b)
+}
+
+// Bad limits are refused with 400 naming the field, and nothing is made.
+func TestSupervisionFieldsValidated(t *testing.T) {
+	c := newCluster(t, clusterOpts{slaves: 0})
+	for _, body := range []string{
+		`{"Command":"sleep 1","Check":{}}`,
+		`{"Command":"sleep 1","Check":{"Exec":"true","HTTP":"http://x"}}`,
+		`{"Command":"sleep 1","Check":{"Http":"http://x"}}`,
+		`{"Command":"sleep 1","Check":{"TCP":"127.0.0.1:1","OnUnhealthy":"explode"}}`,
+		`{"Command":"sleep 1","MemoryLimit":"lots"}`,
+		`{"Command":"sleep 1","MemoryLimit":100}`,
+		`{"Command":"sleep 1","CPULimit":-1}`,
+		`{"Command":"sleep 1","Rlimits":{"NOPE":1}}`,
+		`{"Command":"sleep 1","MaxRestarts":-2}`,
+	} {
+		code, _, out := c.do("POST", "/service/", "application/json", body)
+		if code != 400 || !strings.Contains(out, "error") {
+			t.Errorf("%s: %d %s", body, code, out)
+		}
+	}
+	code, _, out := c.do("POST", "/service/", "application/x-www-form-urlencoded", "Command=sleep+1&MaxRestarts=3")
+	if code != 400 || !strings.Contains(out, "MaxRestarts cannot be given as a form field") {
+		t.Errorf("form MaxRestarts: %d %s", code, out)
+	}
+	list, err := c.client.Services(ctxT(t))
+	if err != nil || len(list) != 0 {
+		t.Errorf("services after refusals: %v %v", list, err)
+	}
+	code, _, out = c.do("POST", "/service/", "application/json", `{"Command":"sleep 1","MemoryLimit":"64MiB","CPULimit":0.5,"Rlimits":{"NOFILE":1024},"MaxRestarts":3,"RestartWindow":"30s","Check":{"TCP":"127.0.0.1:${GDPM_PORT_X}","Interval":"2s"}}`)
+	if code != 200 {
+		t.Fatalf("good spec: %d %s", code, out)
+	}
+	d, err := c.client.Service(ctxT(t), out)
+	if err != nil || d.MemoryLimit != 64<<20 || d.CPULimit != 0.5 || d.Check == nil || d.Check.TCP == "" || d.Rlimits["NOFILE"] != 1024 {
+		t.Errorf("stored: %+v %v", d.Supervision, err)
+	}
+}
