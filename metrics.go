@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // masterMetrics are one master's Prometheus metrics, served on GET
@@ -178,7 +177,7 @@ var (
 var instanceStates = []InstanceState{StateRunning, StatePending, StateAssigned, StateBackoff, StateExited, StateFailed, StateStopping}
 
 func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNodes, descServices, descInstances, descRestarts, descEtcdUp} {
+	for _, d := range append([]*prometheus.Desc{descNodes, descServices, descInstances, descRestarts, descEtcdUp}, usageDescs...) {
 		ch <- d
 	}
 }
@@ -202,11 +201,13 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descInstances, float64(s.instances[st]), string(st))
 	}
 	gauge(descRestarts, float64(s.restarts))
+	s.usage.collect(gauge) // metrics_usage.go
 }
 
 type clusterCounts struct {
 	online, draining, services, restarts int
 	instances                            map[InstanceState]int
+	usage                                usageCounts
 }
 
 func (m *Master) readClusterCounts() (clusterCounts, error) {
@@ -228,15 +229,20 @@ func (m *Master) readClusterCounts() (clusterCounts, error) {
 			s.draining++
 		}
 	}
-	resp, err := m.cli.Get(ctx, m.k.services(), clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithCountOnly())
+	services, err := m.readServices(ctx, rev)
 	if err != nil {
-		return s, storeErr("gdpm: read services", err)
+		return s, err
 	}
-	s.services = int(resp.Count)
+	s.services = len(services)
 	t, err := m.readInstances(ctx, rev, "")
 	if err != nil {
 		return s, err
 	}
+	usage, err := m.readUsage(ctx, rev)
+	if err != nil {
+		return s, err
+	}
+	s.usage = readUsageCounts(t, services, usage)
 	s.instances = map[InstanceState]int{}
 	for svc, insts := range t.where {
 		for inst := range insts {

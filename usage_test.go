@@ -2,6 +2,7 @@ package gdpm_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,4 +61,17 @@ func TestUsageOfInstancesAndNodes(t *testing.T) {
 		return l.Hostnames[0] == "usage-host" && l.Instances[0] == 3 && l.Cores[0] > 0 && l.MemTotal[0] > 0 && l.RSS[0] > 150<<20 && l.CPU[0] > 0,
 			fmt.Sprintf("%+v", l)
 	})
+	// And /metrics has them per service, instance and node.
+	code, _, body := c.do("GET", "/metrics", "", "")
+	for _, want := range []string{
+		fmt.Sprintf(`gdpm_service_status{name="",service="%s",status="running"} 1`, spin),
+		fmt.Sprintf(`gdpm_service_cpu_percent{name="",service="%s"}`, spin),
+		`gdpm_instance_rss_bytes{instance=`,
+		`gdpm_node_cores{host="usage-host",node=`,
+		`gdpm_node_memory_bytes{host="usage-host",kind="total",node=`,
+	} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("/metrics: %d, no %s", code, want)
+		}
+	}
 }

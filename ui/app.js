@@ -298,18 +298,48 @@
 
   function drawNodes(n) {
     const status = {1: 'online', 2: 'draining'};
-    const rows = n.Ids.map((id, i) => ({id, status: n.Status[i], services: n.ServiceNum[i], time: nodeJoined.get(id) || n.Times[i], host: nodeNames.get(id) || ''}));
+    const at = (a, i) => (a && a[i] !== undefined ? a[i] : 0);
+    const rows = n.Ids.map((id, i) => ({id, status: n.Status[i], services: n.ServiceNum[i], time: nodeJoined.get(id) || n.Times[i],
+      host: at(n.Hostnames, i) || nodeNames.get(id) || '', instances: at(n.Instances, i), cpu: at(n.CPU, i), rss: at(n.RSS, i),
+      cores: at(n.Cores, i), mem: at(n.MemTotal, i), load: at(n.Load1, i)}));
+    for (const r of rows) if (r.host) nodeNames.set(r.id, r.host);
     $('node-count').textContent = `(${rows.length})`;
     fill('nodes', rows, (r) => el('tr', {},
-      el('td', {}, idCode(r.id), r.host ? el('span', {className: 'host'}, ' ' + r.host) : null),
+      el('td', {}, r.host ? el('span', {className: 'host-name'}, r.host + ' ') : null, idCode(r.id)),
       el('td', {}, el('span', {className: 'state state-' + (status[r.status] || 'unknown')}, status[r.status] || r.status)),
+      el('td', {className: 'num', title: r.cores ? `${r.cores} cores, load ${r.load.toFixed(2)}` : ''}, percent(r.cpu) + (r.cores ? ` / ${r.cores} cores` : '')),
+      el('td', {className: 'num'}, bytes(r.rss) + (r.mem ? ` / ${bytes(r.mem)}` : '')),
+      el('td', {className: 'num'}, r.instances),
       el('td', {className: 'num'}, r.services),
       el('td', {}, when(r.time))));
   }
 
+  // percent is CPU use in percent of one core; bytes a size in binary units.
+  const percent = (p) => (p >= 10 ? p.toFixed(0) : (p || 0).toFixed(1)) + '%';
+  function bytes(n) {
+    if (!n) return '0';
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return (n >= 10 || i === 0 ? n.toFixed(0) : n.toFixed(1)) + ' ' + units[i];
+  }
+
+  // statusWhy is what a service's status word means, for its tooltip.
+  const STATUS_WHY = {
+    running: 'every desired instance runs',
+    degraded: 'fewer instances run (or are healthy) than desired',
+    crashlooping: 'an instance keeps exiting and restarting',
+    failed: 'an instance reached its restart limit or ended badly; restart or update the service',
+    pending: 'no instance runs yet: waiting for a node',
+    stopped: 'stopped: no instance runs',
+    updating: 'a rollout replaces the instances',
+    halted: 'the rollout stopped on a failing new instance',
+  };
+
   // statusText is a service's status, with a rollout's progress.
   function statusText(s) {
     if (s.Status === 'updating') return `updating ${s.Updated}/${s.InstanceNum}`;
+    if (s.Status === 'crashlooping' || s.Status === 'failed') return `${s.Status} ↺${s.Restarts || 0}`;
     return s.Status || '';
   }
 
@@ -323,9 +353,13 @@
         el('td', {}, el('button', {type: 'button', className: 'open', 'data-open': s.ID,
           'aria-label': `Open service ${s.Name || short(s.ID)}: ${s.Command}`, title: s.ID}, s.Name || short(s.ID))),
         el('td', {}, idCode(s.ID)),
-        el('td', {}, el('span', {className: 'state state-' + (s.Status || 'unknown'), title: s.RolloutError || ''}, statusText(s))),
+        el('td', {}, el('span', {className: 'state state-' + (s.Status || 'unknown'),
+          title: s.RolloutError || (s.LastError ? `${STATUS_WHY[s.Status] || ''}; last error: ${s.LastError.Message}` : STATUS_WHY[s.Status] || '')}, statusText(s))),
         el('td', {className: 'cmd'}, el('code', {title: s.Command}, s.Command)),
         el('td', {className: 'num'}, running),
+        el('td', {className: 'num restarts'}, String(s.Restarts || 0)),
+        el('td', {className: 'num cpu'}, percent(s.CPU)),
+        el('td', {className: 'num mem'}, bytes(s.RSS)),
         el('td', {}, s.Restart),
         el('td', {}, when(s.CreatedAt)));
     });
@@ -349,11 +383,17 @@
     $('detail-summary').textContent =
       `${d.Running} of ${d.InstanceNum} running` + (d.Pending ? `, ${d.Pending} pending` : '') +
       ` · restart ${d.Restart} · stop timeout ${d.StopTimeout}`;
+    const health = $('detail-health');
+    let hText = `Status: ${d.Status} (${STATUS_WHY[d.Status] || ''}) · ${d.Restarts || 0} restarts · CPU ${percent(d.CPU)} · memory ${bytes(d.RSS)}`;
+    if (d.LastError) hText += ` · last error: ${d.LastError.Message} (instance ${short(d.LastError.Instance)}, ${absolute(Date.parse(d.LastError.Since))})`;
+    if (health.textContent !== hText) health.textContent = hText;
+    health.className = 'meta' + (['failed', 'crashlooping', 'halted'].includes(d.Status) ? ' err' : '');
     const scale = $('scale-instances');
     if (!scaleEdited && document.activeElement !== scale) scale.value = d.InstanceNum;
     for (const i of d.Instances) addLogInstance(i.ID);
     fill('instances', d.Instances, (i) => {
-      let outcome = i.Error || '';
+      // The last error, unless the exit code column says it already.
+      let outcome = i.Error || (i.LastError && !i.LastError.startsWith('exit code') ? i.LastError : '');
       if (i.ExitCode !== undefined && i.ExitCode !== null) outcome = `exit ${i.ExitCode}` + (outcome ? `: ${outcome}` : '');
       const old = i.Version && d.Version && i.Version !== d.Version;
       return el('tr', {'data-state': i.State, 'data-old': old ? 'true' : null},
@@ -361,7 +401,10 @@
         el('td', {className: 'num', title: old ? 'an older version, being replaced' : ''}, String(i.Index ?? '') + (old ? ' (old)' : '')),
         idCell(i.Node),
         el('td', {}, el('span', {className: 'state state-' + i.State}, i.State)),
+        el('td', {}, i.Health ? el('span', {className: 'state state-' + i.Health}, i.Health) : '–'),
         el('td', {className: 'num'}, i.PID || ''),
+        el('td', {className: 'num'}, i.PID ? percent(i.CPU) : ''),
+        el('td', {className: 'num'}, i.PID ? bytes(i.RSS) : ''),
         el('td', {className: 'num'}, i.Restarts),
         el('td', {}, when(i.StartedAt)),
         el('td', {className: 'outcome'}, outcome),

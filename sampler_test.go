@@ -1,0 +1,107 @@
+package gdpm
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startGroups starts n sleeping processes, each the leader of its own
+// process group as an instance is, and kills them at cleanup.
+func startGroups(tb testing.TB, n int) map[int]bool {
+	tb.Helper()
+	pgids := map[int]bool{}
+	var cmds []*exec.Cmd
+	tb.Cleanup(func() {
+		for _, c := range cmds {
+			syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+			c.Wait()
+		}
+	})
+	for i := 0; i < n; i++ {
+		c := exec.Command(testProgram, "sleep")
+		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := c.Start(); err != nil {
+			tb.Fatal(err)
+		}
+		cmds = append(cmds, c)
+		pgids[c.Process.Pid] = true
+	}
+	return pgids
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkUsageSample is what a slave running 1,000 instances spends per
+// sample: one scan of /proc measuring every process group, and the node's
+// usage record marshalled for etcd. It reports the CPU time of a sample
+// (user+system, from getrusage, not the wall clock) and what that is as a
+// share of one core at the default interval (DefaultUsageInterval); the
+// target is under 2 %.
+func BenchmarkUsageSample(b *testing.B) {
+	n := 1000
+	if testing.Short() {
+		n = 50
+	}
+	pgids := startGroups(b, n)
+	s := newUsageSampler()
+	s.sample(pgids, time.Now()) // warm: the first sample has no rate yet
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		got := s.sample(pgids, time.Now())
+		if len(got) != n {
+			b.Fatalf("sampled %d groups of %d", len(got), n)
+		}
+		u := NodeUsage{Instances: make(map[string]InstanceUsage, len(got))}
+		for pgid, iu := range got {
+			u.Instances[fmt.Sprintf("%036d/%012d", pgid, pgid)] = iu
+		}
+		hostUsage(&u)
+		json.Marshal(u)
+	}
+	per := (cpuTime() - cpu0) / time.Duration(b.N)
+	b.ReportMetric(float64(per.Microseconds())/1000, "cpu-ms/sample")
+	b.ReportMetric(100*per.Seconds()/DefaultUsageInterval.Seconds(), "%core@5s")
+}
+
+// The sampler measures a group as a whole: a leader and its children.
+func TestUsageSamplerCountsTheWholeGroup(t *testing.T) {
+	pgids := startGroups(t, 1)
+	var pgid int
+	for p := range pgids {
+		pgid = p
+	}
+	s := newUsageSampler()
+	got := s.sample(pgids, time.Now())
+	one := got[pgid].RSS
+	if one <= 0 {
+		t.Fatalf("no RSS for the group: %+v", got)
+	}
+	// A second member in the same group adds its memory.
+	c := exec.Command(testProgram, "sleep")
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pgid: pgid}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Process.Kill(); c.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got = s.sample(pgids, time.Now())
+		if got[pgid].RSS > one+one/2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a second member did not add to the group's RSS: %d then %d", one, got[pgid].RSS)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
