@@ -142,3 +142,26 @@ func TestSupervisionFieldsValidated(t *testing.T) {
 		t.Errorf("stored: %+v %v", d.Supervision, err)
 	}
 }
+
+// Where the nodes cannot enforce limits, a service with limits is refused
+// (400, saying why) rather than run unbounded; one without limits is not.
+func TestLimitsRefusedWithoutCgroups(t *testing.T) {
+	c := newCluster(t, clusterOpts{slaves: 0})
+	cli := etcdClient(t, c.eps, nil)
+	// A node's usage record that reports no writable cgroup, as a slave
+	// in an unprivileged container would.
+	if _, err := cli.Put(ctxT(t), gdpm.DefaultPrefix+"usage/n1", `{"Node":"n1","Hostname":"box","Cgroups":""}`); err != nil {
+		t.Fatal(err)
+	}
+	code, _, out := c.do("POST", "/service/", "application/json", `{"Command":"sleep 1","MemoryLimit":"64MiB"}`)
+	if code != 400 || !strings.Contains(out, "cgroup") {
+		t.Errorf("MemoryLimit without cgroups: %d %s", code, out)
+	}
+	code, _, out = c.do("PUT", "/service/capped/", "application/json", `{"Command":"sleep 1","CPULimit":0.5}`)
+	if code != 400 || !strings.Contains(out, "cgroup") {
+		t.Errorf("apply CPULimit without cgroups: %d %s", code, out)
+	}
+	if code, _, out := c.do("POST", "/service/", "application/json", `{"Command":"sleep 1","Rlimits":{"NOFILE":64}}`); code != 200 {
+		t.Errorf("Rlimits need no cgroup: %d %s", code, out)
+	}
+}
