@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"runtime"
 	"strconv"
@@ -195,14 +196,25 @@ func (sup *supervisor) reportUsage(ctx context.Context, cli *clientv3.Client, k 
 	sampler := newUsageSampler()
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	last := ""
 	for {
 		u := sup.sampleUsage(sampler, time.Now())
 		val, _ := json.Marshal(u)
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		_, err := cli.Put(cctx, k.usage(sup.node), string(val), clientv3.WithLease(lease))
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			sup.s.log.Debug("usage report failed", "err", err)
+		// A record like the last one (idle instances, a quiet host) is not
+		// written again: every write is a revision that each event stream
+		// receives.
+		if string(val) != last {
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			_, err := cli.Put(cctx, k.usage(sup.node), string(val), clientv3.WithLease(lease))
+			cancel()
+			if err != nil {
+				last = ""
+				if ctx.Err() == nil {
+					sup.s.log.Debug("usage report failed", "err", err)
+				}
+			} else {
+				last = string(val)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -225,10 +237,17 @@ func (sup *supervisor) sampleUsage(sampler *usageSampler, now time.Time) NodeUsa
 	sup.mu.Unlock()
 	u := NodeUsage{Node: sup.node, Hostname: sup.s.cfg.Hostname, Instances: map[string]InstanceUsage{}, Cgroups: cgroupVersion()}
 	for pgid, iu := range sampler.sample(pgids, now) {
+		// Rounded, so that an idle instance's record does not change
+		// with every sample's noise.
+		iu.CPU = math.Round(iu.CPU*10) / 10
+		iu.RSS = iu.RSS &^ (64<<10 - 1)
 		u.Instances[keys[pgid]] = iu
 		u.CPU += iu.CPU
 		u.RSS += iu.RSS
 	}
 	hostUsage(&u)
+	u.CPU = math.Round(u.CPU*10) / 10
+	u.MemAvailable &^= 16<<20 - 1
+	u.Load1 = math.Round(u.Load1*10) / 10
 	return u
 }
