@@ -9,6 +9,11 @@ var (
 	// that cannot work.
 	ErrInvalidConfig = errors.New("gdpm: invalid config")
 
+	// ErrUnsupportedOS is returned by NewSlave on a system other than
+	// Linux: a slave supervises its processes with pidfds, epoll, process
+	// groups and /proc. Masters and clients run anywhere.
+	ErrUnsupportedOS = errors.New("gdpm: slaves run on Linux only")
+
 	// ErrClosed is returned by calls on a master, slave or etcd that has
 	// been closed.
 	ErrClosed = errors.New("gdpm: closed")

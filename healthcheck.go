@@ -1,3 +1,5 @@
+//go:build linux
+
 package gdpm
 
 import (
@@ -40,7 +42,7 @@ type healthVerdict struct {
 
 // startHealth starts checking p; nil when the spec has no check (a nil
 // checker's results channel is nil, so the runner's select never picks it).
-func (r *runner) startHealth(p *proc) *healthChecker {
+func (r *runner) startHealth(p *child) *healthChecker {
 	c := r.cfg.Assignment.Spec.Check
 	if c == nil {
 		return nil
@@ -208,7 +210,7 @@ var errUnhealthy = errors.New("unhealthy")
 
 // onHealth records a verdict in the runner's status and reports whether
 // the process is to be replaced. Called from the runner's goroutine.
-func (r *runner) onHealth(v healthVerdict, p *proc) (replace bool) {
+func (r *runner) onHealth(v healthVerdict, p *child) (replace bool) {
 	r.mu.Lock()
 	r.health = v.health
 	st := r.status

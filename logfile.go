@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -16,6 +17,45 @@ const (
 	DefaultLogMaxSize  = 10 << 20
 	DefaultLogMaxFiles = 3
 )
+
+// instanceLogs are the two log files of one instance, kept across its
+// restarts.
+type instanceLogs struct {
+	out, err *rotatingFile
+}
+
+// pathSafeID reports whether id can be one element of a path: not empty,
+// "." or "..", and without a slash or NUL, so it cannot leave its dir.
+func pathSafeID(id string) bool {
+	return id != "" && id != "." && id != ".." && !strings.ContainsAny(id, "/\x00")
+}
+
+// logFilePath is DIR/SERVICE/INSTANCE.STREAM; ids that could leave DIR are
+// refused.
+func logFilePath(dir, svc, inst string, stream LogStreamName) (string, error) {
+	for _, id := range []string{svc, inst} {
+		if !pathSafeID(id) {
+			return "", fmt.Errorf("log files: bad id %q", id)
+		}
+	}
+	return filepath.Join(dir, svc, inst+"."+string(stream)), nil
+}
+
+func newInstanceLogs(dir, svc, inst string, maxSize int64, maxFiles int) (*instanceLogs, error) {
+	out, err := logFilePath(dir, svc, inst, Stdout)
+	if err != nil {
+		return nil, err
+	}
+	errPath, _ := logFilePath(dir, svc, inst, Stderr)
+	return &instanceLogs{out: newRotatingFile(out, maxSize, maxFiles), err: newRotatingFile(errPath, maxSize, maxFiles)}, nil
+}
+
+func (l *instanceLogs) Close() {
+	if l != nil {
+		l.out.Close()
+		l.err.Close()
+	}
+}
 
 // rotatingFile is one instance stream's log: PATH is the current file,
 // PATH.1 the one before it, up to PATH.<maxFiles-1>. No file is ever longer

@@ -18,6 +18,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc/connectivity"
+
+	"github.com/capy-pl/gdpm/internal/backoff"
 )
 
 // MasterConfig configures a Master. Zero fields take the defaults noted.
@@ -384,17 +386,17 @@ func etcdDown(ctx context.Context, cli *clientv3.Client) <-chan struct{} {
 
 // leadLoop campaigns for leadership and schedules while it holds it.
 func (m *Master) leadLoop(ctx context.Context) {
-	retry := newRetryDelay(100*time.Millisecond, 2*time.Second)
+	retry := backoff.NewDelay(100*time.Millisecond, 2*time.Second)
 	for ctx.Err() == nil {
 		if err := m.leadTerm(ctx); err != nil && ctx.Err() == nil {
 			m.metrics.countEtcdError(err)
 			m.log.Warn("scheduler term ended", "err", err)
-			if !retry.wait(ctx) {
+			if !retry.Wait(ctx) {
 				return
 			}
 			continue
 		}
-		retry.reset()
+		retry.Reset()
 	}
 }
 
@@ -529,25 +531,6 @@ func (m *Master) nodeIDFor(ctx context.Context, prev string) (string, error) {
 		return uuid.NewString(), nil
 	}
 	return prev, nil
-}
-
-// retryDelay is a capped exponential delay between attempts.
-type retryDelay struct{ cur, min, max time.Duration }
-
-func newRetryDelay(lo, hi time.Duration) *retryDelay { return &retryDelay{cur: lo, min: lo, max: hi} }
-func (r *retryDelay) reset()                         { r.cur = r.min }
-
-// wait sleeps the current delay and doubles it; false if ctx ended first.
-func (r *retryDelay) wait(ctx context.Context) bool {
-	t := time.NewTimer(r.cur)
-	defer t.Stop()
-	r.cur = min(2*r.cur, r.max)
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // hostname is os.Hostname with a fallback, for slaves that do not set one.

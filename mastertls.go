@@ -10,6 +10,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/capy-pl/gdpm/internal/backoff"
 )
 
 // MasterTLS secures a master: HTTPS for the API, TLS on the registration
@@ -134,7 +136,7 @@ func (m *Master) clusterCA(ctx context.Context, cli *clientv3.Client, given *CA)
 		return nil, err
 	}
 	certKey, keyKey := m.k.p+"pki/ca.crt", m.k.p+"pki/ca.key"
-	retry := newRetryDelay(100*time.Millisecond, 2*time.Second)
+	retry := backoff.NewDelay(100*time.Millisecond, 2*time.Second)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
 		resp, err := cli.Txn(cctx).
@@ -145,7 +147,7 @@ func (m *Master) clusterCA(ctx context.Context, cli *clientv3.Client, given *CA)
 		cancel()
 		if err != nil {
 			m.log.Warn("cannot read the cluster CA from etcd yet", "err", err)
-			if !retry.wait(ctx) {
+			if !retry.Wait(ctx) {
 				return nil, storeErr("gdpm: cluster CA", err)
 			}
 			continue

@@ -1,70 +1,22 @@
+//go:build linux
+
 package gdpm
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/capy-pl/gdpm/internal/proc"
 )
-
-// runnerConfig configures the supervision of one instance.
-type runnerConfig struct {
-	Assignment Assignment // ids (Service, Instance) and Spec to run
-	Node       string     // node id, copied into every status
-	// BaseDir is the working dir when Spec.Dir is empty, and the base of a
-	// relative Spec.Dir; "" inherits this process's.
-	BaseDir string
-	// LogDir receives stdout/stderr, appended to
-	// <LogDir>/<svc>/<inst>.stdout and .stderr (dirs created) and rotated
-	// at LogMaxSize bytes, keeping LogMaxFiles files per stream; "" discards.
-	LogDir      string
-	LogMaxSize  int64 // default DefaultLogMaxSize
-	LogMaxFiles int   // default DefaultLogMaxFiles
-	// Env is the base environment; nil means os.Environ(). Spec.Env is
-	// added on top, and Identity on top of that.
-	Env []string
-	// Identity is the instance's GDPM_* variables (see instanceEnv).
-	Identity []string
-	// Ports are the ports reserved for the instance, shown in its status.
-	Ports map[string]int
-	// OnStatus is called from the runner's goroutine on every state change,
-	// in order; it must not block. After Kill it is not called again.
-	OnStatus func(InstanceStatus)
-	// OnStart, if set, is called after each successful start; pid is also
-	// the process group id and startTime is field 22 of /proc/pid/stat (0
-	// if unreadable), which tells a reused pid apart. It is called before
-	// the matching OnExit, from the runner's goroutine.
-	OnStart func(pid int, startTime uint64)
-	// OnExit, if set, is called once for every OnStart, when that process
-	// has exited and its group has been sent SIGKILL but before the
-	// process is reaped: the unreaped leader keeps the group id from being
-	// reused until OnExit returns, so a record of the group can be dropped
-	// here without a moment where it could name someone else's group. It
-	// is called from the runner's goroutine and must return soon.
-	OnExit  func(pid int)
-	Logger  *slog.Logger // nil = silent
-	Backoff backoffConfig
-}
-
-// backoffConfig shapes the delay between restarts; zero fields take the
-// defaults below.
-type backoffConfig struct {
-	Initial time.Duration // first restart delay
-	Max     time.Duration // cap
-	Reset   time.Duration // a run this long resets the delay to Initial
-}
 
 // Backoff defaults. Initial is short so that a single crash costs little
 // downtime; Reset is long enough that a crash loop cannot hide behind it.
@@ -95,15 +47,15 @@ func (b backoffConfig) withDefaults() backoffConfig {
 	return b
 }
 
-// backoff is the restart delay state of one runner.
-type backoff struct {
+// restartDelay is the restart delay state of one runner.
+type restartDelay struct {
 	cfg  backoffConfig
 	next time.Duration
 }
 
 // delay returns the wait before the next start, given how long the last
 // run lasted, and advances the state.
-func (b *backoff) delay(ran time.Duration) time.Duration {
+func (b *restartDelay) delay(ran time.Duration) time.Duration {
 	if b.next == 0 || ran >= b.cfg.Reset {
 		b.next = b.cfg.Initial
 	}
@@ -143,7 +95,7 @@ type runner struct {
 
 	logs    *instanceLogs   // nil: output discarded
 	logsErr error           // bad ids: every start fails with it
-	poller  *fdPoller       // watches the processes' exits and pipes
+	poller  *proc.Poller    // watches the processes' exits and pipes
 	pollErr error           // no poller: every start fails with it
 	cg      *instanceCgroup // the instance's limits (cgroup.go); nil without
 	cgErr   error           // limits that cannot be enforced: every start fails with it
@@ -179,32 +131,10 @@ func startRunner(cfg runnerConfig) *runner {
 		r.logs, r.logsErr = newInstanceLogs(cfg.LogDir, a.Service, a.Instance,
 			orDefault(cfg.LogMaxSize, DefaultLogMaxSize), orDefault(cfg.LogMaxFiles, DefaultLogMaxFiles))
 	}
-	r.poller, r.pollErr = acquirePoller()
+	r.poller, r.pollErr = proc.AcquirePoller()
 	r.cg, r.cgErr = newInstanceCgroup(a.Spec.Supervision, a.Service+"-"+a.Instance+"-"+shortNode(cfg.Node))
 	go r.run()
 	return r
-}
-
-func buildEnv(base []string, extra map[string]string) []string {
-	if base == nil {
-		base = os.Environ()
-	}
-	env := slices.Clone(base)
-	// os/exec keeps the last of duplicate keys, so appending overrides.
-	for _, k := range slices.Sorted(maps.Keys(extra)) {
-		env = append(env, k+"="+extra[k])
-	}
-	return env
-}
-
-func workDir(base, dir string) string {
-	if dir == "" {
-		return base
-	}
-	if filepath.IsAbs(dir) || base == "" {
-		return dir
-	}
-	return filepath.Join(base, dir)
 }
 
 // Stop stops the instance gracefully: SIGTERM to its process group, then
@@ -273,9 +203,9 @@ func (r *runner) run() {
 	defer r.cg.remove() // after the last process is gone
 	defer r.logs.Close()
 	if r.pollErr == nil {
-		defer releasePoller()
+		defer proc.ReleasePoller()
 	}
-	bo := backoff{cfg: r.cfg.Backoff}
+	bo := restartDelay{cfg: r.cfg.Backoff}
 	limit := newRestartLimit(r.cfg.Assignment.Spec.Supervision)
 	restarts := 0
 	for {
@@ -380,7 +310,7 @@ func (r *runner) sleep(d time.Duration) bool {
 
 // watch waits for p to exit on its own (stopped = false) or for Stop/Kill,
 // which it carries out (stopped = true).
-func (r *runner) watch(p *proc, restarts int) (res exitResult, stopped bool) {
+func (r *runner) watch(p *child, restarts int) (res exitResult, stopped bool) {
 	hc := r.startHealth(p) // healthcheck.go; nil without a check
 	defer hc.stop()
 	unhealthy, why := false, ""
@@ -390,7 +320,7 @@ wait:
 		case <-p.exitReady:
 			return p.reap(), false
 		case <-r.killCh:
-			signalGroup(p.pid, syscall.SIGKILL)
+			proc.SignalGroup(p.pid, syscall.SIGKILL)
 			p.await()
 			return res, true
 		case <-r.stopCh:
@@ -402,7 +332,7 @@ wait:
 		}
 	}
 	r.emit(InstanceStatus{State: StateStopping, PID: p.pid, StartedAt: p.started, Restarts: restarts})
-	signalGroup(p.pid, syscall.SIGTERM)
+	proc.SignalGroup(p.pid, syscall.SIGTERM)
 	t := time.NewTimer(r.cfg.Assignment.Spec.stopTimeout())
 	defer t.Stop()
 	select {
@@ -410,10 +340,10 @@ wait:
 		res = p.reap()
 	case <-t.C:
 		r.log.Warn("stop timeout, killing", "pid", p.pid)
-		signalGroup(p.pid, syscall.SIGKILL)
+		proc.SignalGroup(p.pid, syscall.SIGKILL)
 		res = p.await()
 	case <-r.killCh:
-		signalGroup(p.pid, syscall.SIGKILL)
+		proc.SignalGroup(p.pid, syscall.SIGKILL)
 		res = p.await()
 	}
 	code := res.code
@@ -427,14 +357,14 @@ wait:
 	return res, true
 }
 
-// proc is one started process.
-type proc struct {
+// child is one started process.
+type child struct {
 	pid       int // also the process group id
 	started   time.Time
 	cmd       *exec.Cmd
 	onExit    func(pid int)
 	exitReady <-chan struct{} // closed when the leader has exited, unreaped
-	pumps     *pumps          // its output's pumps; nil when discarded
+	pumps     *proc.Pumps     // its output's pumps; nil when discarded
 }
 
 type exitResult struct {
@@ -451,7 +381,7 @@ func (e exitResult) errText() string {
 }
 
 // start starts the spec's command in a new process group.
-func (r *runner) start() (*proc, error) {
+func (r *runner) start() (*child, error) {
 	argv := commandArgv(r.cfg.Assignment.Spec.Command)
 	if len(argv) == 0 {
 		return nil, errors.New("empty command")
@@ -472,7 +402,7 @@ func (r *runner) start() (*proc, error) {
 	// when a goroutine exits while locked to it, which this package never
 	// does, so in practice it fires when gdpm itself dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	var pp *pumps
+	var pp *proc.Pumps
 	for _, err := range []error{r.pollErr, r.logsErr, r.cgErr} {
 		if err != nil {
 			return nil, err
@@ -481,7 +411,7 @@ func (r *runner) start() (*proc, error) {
 	if r.logs != nil {
 		var stdout, stderr *os.File
 		var err error
-		if pp, stdout, stderr, err = r.logs.pipes(r.poller); err != nil {
+		if pp, stdout, stderr, err = proc.OpenPumps(r.poller, r.logs.out, r.logs.err); err != nil {
 			return nil, err
 		}
 		// The child holds its own copies once started; the pumps see the
@@ -492,26 +422,26 @@ func (r *runner) start() (*proc, error) {
 	}
 	if err := cmd.Start(); err != nil {
 		if pp != nil {
-			pp.closeReaders()
+			pp.CloseReaders()
 		}
 		return nil, err
 	}
-	p := &proc{pid: cmd.Process.Pid, started: time.Now(), cmd: cmd, onExit: r.cfg.OnExit, pumps: pp}
+	p := &child{pid: cmd.Process.Pid, started: time.Now(), cmd: cmd, onExit: r.cfg.OnExit, pumps: pp}
 	if pp != nil {
-		pp.start(func(err error) { r.log.Warn("log capture", "err", err) })
+		pp.Start(func(err error) { r.log.Warn("log capture", "err", err) })
 	}
 	// Read before the waiter may reap it, so the pid cannot be reused yet.
-	startTime := procStartTime(p.pid)
+	startTime := proc.StartTime(p.pid)
 	// OnStart runs before the exit is watched, so it always precedes OnExit.
 	if r.cfg.OnStart != nil {
 		r.cfg.OnStart(p.pid, startTime)
 	}
-	p.exitReady = watchExit(r.poller, p.pid)
+	p.exitReady = proc.WatchExit(r.poller, p.pid)
 	return p, nil
 }
 
 // await waits for the leader to exit, then reaps it (see reap).
-func (p *proc) await() exitResult {
+func (p *child) await() exitResult {
 	<-p.exitReady
 	return p.reap()
 }
@@ -520,8 +450,8 @@ func (p *proc) await() exitResult {
 // while the unreaped leader still pins the group id, so the signal cannot
 // reach a new group that reused it; then onExit runs, the leader is
 // reaped, the rest of the group awaited and the output pipes drained.
-func (p *proc) reap() exitResult {
-	signalGroup(p.pid, syscall.SIGKILL)
+func (p *child) reap() exitResult {
+	proc.SignalGroup(p.pid, syscall.SIGKILL)
 	if p.onExit != nil {
 		p.onExit(p.pid)
 	}
@@ -535,9 +465,9 @@ func (p *proc) reap() exitResult {
 		res.err = err
 	}
 	res.code = exitCode(p.cmd.ProcessState)
-	awaitGroupGone(p.pid)
+	proc.KillGroupsUntilGone([]int{p.pid}, groupKillWait)
 	if p.pumps != nil {
-		p.pumps.finish()
+		p.pumps.Finish()
 	}
 	return res
 }
@@ -550,82 +480,4 @@ func exitCode(ps *os.ProcessState) int {
 		return 128 + int(ws.Signal())
 	}
 	return ps.ExitCode()
-}
-
-func signalGroup(pgid int, sig syscall.Signal) {
-	if pgid > 0 {
-		syscall.Kill(-pgid, sig)
-	}
-}
-
-// awaitGroupGone SIGKILLs the group until no live process is left in it,
-// for at most groupKillWait. Repeating the signal catches a member that was
-// forking when the previous one was sent.
-func awaitGroupGone(pgid int) {
-	deadline := time.NewTimer(groupKillWait)
-	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for len(liveGroupMembers(pgid)) > 0 {
-		signalGroup(pgid, syscall.SIGKILL)
-		select {
-		case <-tick.C:
-		case <-deadline.C:
-			return
-		}
-	}
-}
-
-// liveGroupMembers lists the processes of group pgid that are not zombies.
-// kill(-pgid, 0) alone is not enough: orphaned zombies count as members,
-// and an init that does not reap (common in containers) keeps them forever.
-func liveGroupMembers(pgid int) []int {
-	if syscall.Kill(-pgid, 0) == syscall.ESRCH {
-		return nil
-	}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return []int{pgid} // cannot tell; assume the worst
-	}
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, ok := readProcStat(pid)
-		if !ok || len(st) < 3 || st[0] == "Z" || st[0] == "X" {
-			continue
-		}
-		if g, err := strconv.Atoi(st[2]); err == nil && g == pgid {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// readProcStat returns the fields of /proc/pid/stat after the command name,
-// so that index 0 is field 3 (state).
-func readProcStat(pid int) ([]string, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return nil, false
-	}
-	// The command name may hold spaces and parentheses; it ends at the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return nil, false
-	}
-	return strings.Fields(string(b[i+1:])), true
-}
-
-// procStartTime returns field 22 of /proc/pid/stat (start time in clock
-// ticks since boot), or 0.
-func procStartTime(pid int) uint64 {
-	st, ok := readProcStat(pid)
-	if !ok || len(st) < 20 {
-		return 0
-	}
-	v, _ := strconv.ParseUint(st[19], 10, 64)
-	return v
 }

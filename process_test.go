@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/capy-pl/gdpm/internal/proc"
 )
 
 // waitFor polls cond until it holds, failing the test after timeout. The
@@ -41,13 +43,7 @@ func waitFor(t testing.TB, timeout time.Duration, cond func() bool, what ...any)
 }
 
 // procAlive reports whether pid is a live process, zombies counting as dead.
-func procAlive(pid int) bool {
-	if pid <= 0 || syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	st, ok := readProcStat(pid)
-	return ok && len(st) > 0 && st[0] != "Z" && st[0] != "X"
-}
+func procAlive(pid int) bool { return proc.Alive(pid) }
 
 // statusLog records the statuses a runner reports.
 type statusLog struct {
@@ -262,8 +258,8 @@ func TestRunnerStartStatusAndStop(t *testing.T) {
 		t.Errorf("pgid of %d = %d, %v; want its own group", st.PID, pgid, err)
 	}
 	mu.Lock()
-	if startPID != st.PID || startTime == 0 || startTime != procStartTime(st.PID) {
-		t.Errorf("OnStart(%d, %d); want pid %d and start time %d", startPID, startTime, st.PID, procStartTime(st.PID))
+	if startPID != st.PID || startTime == 0 || startTime != proc.StartTime(st.PID) {
+		t.Errorf("OnStart(%d, %d); want pid %d and start time %d", startPID, startTime, st.PID, proc.StartTime(st.PID))
 	}
 	mu.Unlock()
 
@@ -330,7 +326,7 @@ func TestRunnerStopKillsProcessGroup(t *testing.T) {
 		st := tr.waitState(StateRunning)
 		var members []int
 		waitFor(t, 5*time.Second, func() bool {
-			members = liveGroupMembers(st.PID)
+			members = proc.GroupMembers(st.PID)
 			return len(members) >= 3 // sh and two sleeps
 		}, "the shell and both sleeps in the group")
 		tr.stop()
@@ -339,7 +335,7 @@ func TestRunnerStopKillsProcessGroup(t *testing.T) {
 				t.Errorf("pid %d alive after Stop", pid)
 			}
 		}
-		if m := liveGroupMembers(st.PID); len(m) > 0 {
+		if m := proc.GroupMembers(st.PID); len(m) > 0 {
 			t.Errorf("group %d still has %v", st.PID, m)
 		}
 	})
@@ -476,7 +472,7 @@ func TestRunnerFirstRestartIsQuick(t *testing.T) {
 }
 
 func TestRunnerBackoffDelays(t *testing.T) {
-	b := backoff{cfg: backoffConfig{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Reset: time.Second}.withDefaults()}
+	b := restartDelay{cfg: backoffConfig{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Reset: time.Second}.withDefaults()}
 	var got []time.Duration
 	for range 5 {
 		got = append(got, b.delay(0))
@@ -641,7 +637,7 @@ func TestRunnerStopAtOnce(t *testing.T) {
 		tr.stop()
 		select {
 		case pid := <-started:
-			if m := liveGroupMembers(pid); len(m) > 0 {
+			if m := proc.GroupMembers(pid); len(m) > 0 {
 				t.Errorf("group %d has %v after Stop", pid, m)
 			}
 		default:

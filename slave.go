@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,9 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/capy-pl/gdpm/internal/backoff"
+	"github.com/capy-pl/gdpm/internal/proc"
 )
 
 // SlaveConfig configures a Slave. Zero fields take the defaults noted.
@@ -139,7 +143,7 @@ type Slave struct {
 	log    *slog.Logger
 	sec    *slaveSec // nil without TLS
 	tmpDir string
-	groups *groupTracker              // set by Start
+	groups *proc.Groups               // set by Start
 	ports  *portPool                  // the instances' named ports
 	logs   *logServer                 // set by Start
 	sup    atomic.Pointer[supervisor] // the session's; nil between sessions
@@ -160,8 +164,12 @@ type Slave struct {
 	done        chan struct{}
 }
 
-// NewSlave validates cfg and returns a slave that has not started.
+// NewSlave validates cfg and returns a slave that has not started. On a
+// system other than Linux it fails with ErrUnsupportedOS.
 func NewSlave(cfg SlaveConfig) (*Slave, error) {
+	if !proc.Supported {
+		return nil, fmt.Errorf("%w (this is %s)", ErrUnsupportedOS, runtime.GOOS)
+	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -196,7 +204,10 @@ func (s *Slave) Start(ctx context.Context) error {
 	}
 	// Before registering: a previous run's leftovers die before this run
 	// is given work, and every instance is guarded from its first start.
-	groups, err := openGroupTracker(s.cfg.DataDir, s.cfg.Subreaper, s.log)
+	groups, err := proc.OpenGroups(s.cfg.DataDir, s.cfg.Subreaper, s.log)
+	if errors.Is(err, proc.ErrDataDirInUse) {
+		err = fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	if err != nil {
 		if s.tmpDir != "" {
 			s.removeTmpDir()
@@ -212,7 +223,7 @@ func (s *Slave) Start(ctx context.Context) error {
 	}
 	logs, err := startLogServer(s.cfg.LogAddr, s.logDir(), logToken, logTLS, s.cfg.LogLimits, s.NodeID, s.log)
 	if err != nil {
-		groups.close()
+		groups.Close()
 		if s.tmpDir != "" {
 			s.removeTmpDir()
 			s.cfg.DataDir = ""
@@ -307,7 +318,7 @@ func (s *Slave) Close() error {
 	<-s.done
 	s.logs.Close()
 	// Every instance has stopped: the watchdog has nothing left to kill.
-	err := s.groups.close()
+	err := s.groups.Close()
 	s.removeTmpDir()
 	if err != nil {
 		return fmt.Errorf("gdpm: slave close: %w", err)
@@ -361,7 +372,7 @@ func (s *Slave) LogAddr() string {
 // run registers, serves one session per registration, and registers again
 // when a session ends, until closed.
 func (s *Slave) run(ctx context.Context) {
-	retry := newRetryDelay(50*time.Millisecond, s.cfg.RetryMax)
+	retry := backoff.NewDelay(50*time.Millisecond, s.cfg.RetryMax)
 	prev := ""
 	if b, err := os.ReadFile(s.nodeIDFile()); err == nil {
 		prev = strings.TrimSpace(string(b))
@@ -384,12 +395,12 @@ func (s *Slave) run(ctx context.Context) {
 		}
 		if err != nil {
 			s.log.Warn("registration failed", "err", err)
-			if !retry.wait(ctx) {
+			if !retry.Wait(ctx) {
 				return
 			}
 			continue
 		}
-		retry.reset()
+		retry.Reset()
 		err = s.session(ctx, w)
 		switch {
 		case errors.Is(err, errNodeTaken):
@@ -398,7 +409,7 @@ func (s *Slave) run(ctx context.Context) {
 			s.log.Warn("session ended; registering again", "node", w.NodeID, "err", err)
 			prev = w.NodeID
 			errors.As(err, &stale)
-			if !retry.wait(ctx) {
+			if !retry.Wait(ctx) {
 				return
 			}
 		default:
@@ -497,8 +508,8 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 	ttl := time.Duration(lease.TTL) * time.Second
 	// Armed before any instance can start here; kept armed by every
 	// renewal (fenceOnLeaseLoss), lifted when the session ends.
-	s.groups.arm(granting.Add(ttl - fenceMargin(ttl)))
-	defer s.groups.disarm()
+	s.groups.Arm(granting.Add(ttl - fenceMargin(ttl)))
+	defer s.groups.Disarm()
 	node := Node{ID: w.NodeID, Hostname: s.cfg.Hostname, Status: NodeOnline, RegisteredAt: time.Now().UTC(), Version: Version,
 		LogAddr: s.logs.advertise(w.local)}
 	val, _ := json.Marshal(node)
@@ -562,7 +573,7 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 		s.markDraining(cli, k, node, lease.ID)
 		// A graceful stop may outlast the lease: the node is draining
 		// and its instances are being placed elsewhere already.
-		s.groups.disarm()
+		s.groups.Disarm()
 		sup.stopAll(context.Background(), false)
 		wcancel()
 		s.revoke(cli, lease.ID)
@@ -661,7 +672,7 @@ func (s *Slave) fenceOnLeaseLoss(renewals <-chan time.Time, expiry time.Time, tt
 			if time.Now().Before(expiry.Add(-fenceMargin(ttl))) {
 				if exp.After(expiry) {
 					expiry = exp
-					s.groups.arm(expiry.Add(-fenceMargin(ttl)))
+					s.groups.Arm(expiry.Add(-fenceMargin(ttl)))
 					fence.Reset(time.Until(expiry) - fenceMargin(ttl))
 				}
 				continue

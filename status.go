@@ -8,6 +8,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/capy-pl/gdpm/internal/backoff"
 )
 
 // statusWriter batches instance statuses into etcd. Runners report every
@@ -68,7 +70,7 @@ func (w *statusWriter) signal() {
 // run writes until ctx ends. A failed write keeps its statuses dirty and is
 // retried after a short delay.
 func (w *statusWriter) run(ctx context.Context, timeout time.Duration) {
-	retry := newRetryDelay(50*time.Millisecond, 2*time.Second)
+	retry := backoff.NewDelay(50*time.Millisecond, 2*time.Second)
 	for {
 		select {
 		case <-ctx.Done():
@@ -86,12 +88,12 @@ func (w *statusWriter) run(ctx context.Context, timeout time.Duration) {
 					return
 				}
 				w.log.Warn("status write failed", "err", err)
-				if !retry.wait(ctx) {
+				if !retry.Wait(ctx) {
 					return
 				}
 				continue
 			}
-			retry.reset()
+			retry.Reset()
 		}
 	}
 }

@@ -68,8 +68,8 @@ func (sup *supervisor) syncLocked() {
 			LogMaxSize:  sup.s.cfg.LogMaxSize,
 			LogMaxFiles: sup.s.cfg.LogMaxFiles,
 			OnStatus:    sup.status.set,
-			OnStart:     func(pid int, startTime uint64) { sup.s.groups.add(pid, startTime) },
-			OnExit:      sup.s.groups.remove,
+			OnStart:     func(pid int, startTime uint64) { sup.s.groups.Add(pid, startTime) },
+			OnExit:      sup.s.groups.Remove,
 			Logger:      sup.s.log,
 		})
 	}

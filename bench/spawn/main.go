@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command spawn is the raw baseline of bench/peers.sh: one Go process
 // starting n copies of a command, each in its own process group, as gdpm's
 // slave does, with nothing around it. It prints the seconds the starts took,

@@ -1,4 +1,6 @@
-package gdpm
+//go:build linux
+
+package proc
 
 import (
 	"fmt"
@@ -182,7 +184,7 @@ func TestSubreaperReapsOrphansOfInstanceGroupsOnly(t *testing.T) {
 	// An instance-like group whose leader exits, orphaning its child.
 	leader := startGroup(t, "fork", "1")
 	pg := leader.Process.Pid
-	tr.add(pg, procStartTime(pg))
+	tr.add(pg, StartTime(pg))
 	var orphan int
 	waitUntil(t, 5*time.Second, "the forked child", func() bool {
 		for _, p := range liveGroupMembers(pg) {

@@ -1,4 +1,6 @@
-package gdpm
+//go:build linux
+
+package proc
 
 import (
 	"bufio"
@@ -13,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/capy-pl/gdpm/internal/backoff"
 )
 
 // groupTracker keeps the process groups of a slave's live instances (each
@@ -240,7 +244,7 @@ func lockDataDir(dataDir string) (*os.File, error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: data dir %s is in use by another slave", ErrInvalidConfig, dataDir)
+			return nil, fmt.Errorf("%w: %s", ErrDataDirInUse, dataDir)
 		}
 		return nil, fmt.Errorf("gdpm: slave data dir lock: %w", err)
 	}
@@ -266,7 +270,7 @@ func (t *groupTracker) tell(line string) {
 // for a moment.
 func (t *groupTracker) superviseWatchdog(wd *watchdog) {
 	defer t.wg.Done()
-	retry := newRetryDelay(100*time.Millisecond, 10*time.Second)
+	retry := backoff.NewDelay(100*time.Millisecond, 10*time.Second)
 	for {
 		started := time.Now()
 		select {
@@ -282,10 +286,10 @@ func (t *groupTracker) superviseWatchdog(wd *watchdog) {
 		wd.w.Close()
 		t.log.Warn("watchdog exited; starting another", "pid", wd.cmd.Process.Pid, "state", wd.cmd.ProcessState.String())
 		if time.Since(started) > time.Minute {
-			retry.reset()
+			retry.Reset()
 		}
 		for {
-			if !retry.wait(t.ctx) {
+			if !retry.Wait(t.ctx) {
 				return
 			}
 			var err error
@@ -401,7 +405,7 @@ func (t *groupTracker) killStale() {
 		return
 	}
 	t.log.Warn("killing process groups left by a previous run", "groups", stale)
-	killGroupsAndWait(stale, groupKillWait)
+	killGroupsUntilGone(stale, groupKillWait)
 }
 
 // readGroupRecord returns the groups a record holds: pgid -> the leader's
@@ -478,84 +482,4 @@ func staleGroups(recs map[int]uint64, procs []procInfo) []int {
 		}
 	}
 	return stale
-}
-
-// killGroupsAndWait SIGKILLs the groups until none has a live member, for
-// at most d.
-func killGroupsAndWait(groups []int, d time.Duration) {
-	deadline := time.Now().Add(d)
-	for {
-		for _, pg := range groups {
-			signalGroup(pg, syscall.SIGKILL)
-		}
-		procs, err := scanProcs()
-		if err != nil {
-			return
-		}
-		left := map[int]bool{}
-		for _, pg := range groups {
-			left[pg] = true
-		}
-		alive := false
-		for _, p := range procs {
-			if !p.zombie && left[p.pgrp] {
-				alive = true
-				break
-			}
-		}
-		if !alive || time.Now().After(deadline) {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// procInfo is what /proc/PID/stat says about one process.
-type procInfo struct {
-	pid, ppid, pgrp int
-	zombie          bool
-	start           uint64 // clock ticks since boot
-}
-
-// scanProcs lists every process.
-func scanProcs() ([]procInfo, error) {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	procs := make([]procInfo, 0, len(ents))
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, ok := readProcStat(pid)
-		if !ok || len(st) < 20 {
-			continue // exited meanwhile
-		}
-		p := procInfo{pid: pid, zombie: st[0] == "Z" || st[0] == "X"}
-		p.ppid, _ = strconv.Atoi(st[1])
-		p.pgrp, _ = strconv.Atoi(st[2])
-		p.start, _ = strconv.ParseUint(st[19], 10, 64)
-		procs = append(procs, p)
-	}
-	return procs, nil
-}
-
-var (
-	bootIDOnce sync.Once
-	bootIDVal  string
-)
-
-// bootID identifies the current boot of the machine ("-" if unknown).
-func bootID() string {
-	bootIDOnce.Do(func() {
-		bootIDVal = "-"
-		if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
-			if s := strings.TrimSpace(string(b)); s != "" && !strings.ContainsAny(s, " \n") {
-				bootIDVal = s
-			}
-		}
-	})
-	return bootIDVal
 }

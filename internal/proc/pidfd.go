@@ -1,4 +1,6 @@
-package gdpm
+//go:build linux
+
+package proc
 
 import (
 	"sync"

@@ -1,20 +1,21 @@
-package gdpm
+//go:build linux
+
+package proc
 
 import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
 // An instance's stdout and stderr are pipes that the slave drains into
-// rotatingFiles, on the shared fdPoller: no goroutine waits per pipe, and
-// a read buffer is borrowed from a pool only while there is data, so a
-// thousand idle instances hold neither stacks nor buffers.
+// the Runner's writers (the slave's rotating log files), on the shared
+// fdPoller: no goroutine waits per pipe, and a read buffer is borrowed
+// from a pool only while there is data, so a thousand idle instances hold
+// neither stacks nor buffers.
 
 // pumpBufSize is the read size: a pipe's default capacity, so one read
 // usually empties it.
@@ -27,57 +28,19 @@ var pumpBufs = sync.Pool{New: func() any { b := make([]byte, pumpBufSize); retur
 // (setsid) can still hold a pipe open; its output after that is dropped.
 const pumpDrainWait = 200 * time.Millisecond
 
-// instanceLogs are the two log files of one instance, kept across its
-// restarts.
-type instanceLogs struct {
-	out, err *rotatingFile
-}
-
-// pathSafeID reports whether id can be one element of a path: not empty,
-// "." or "..", and without a slash or NUL, so it cannot leave its dir.
-func pathSafeID(id string) bool {
-	return id != "" && id != "." && id != ".." && !strings.ContainsAny(id, "/\x00")
-}
-
-// logFilePath is DIR/SERVICE/INSTANCE.STREAM; ids that could leave DIR are
-// refused.
-func logFilePath(dir, svc, inst string, stream LogStreamName) (string, error) {
-	for _, id := range []string{svc, inst} {
-		if !pathSafeID(id) {
-			return "", fmt.Errorf("log files: bad id %q", id)
-		}
-	}
-	return filepath.Join(dir, svc, inst+"."+string(stream)), nil
-}
-
-func newInstanceLogs(dir, svc, inst string, maxSize int64, maxFiles int) (*instanceLogs, error) {
-	out, err := logFilePath(dir, svc, inst, Stdout)
-	if err != nil {
-		return nil, err
-	}
-	errPath, _ := logFilePath(dir, svc, inst, Stderr)
-	return &instanceLogs{out: newRotatingFile(out, maxSize, maxFiles), err: newRotatingFile(errPath, maxSize, maxFiles)}, nil
-}
-
-func (l *instanceLogs) Close() {
-	if l != nil {
-		l.out.Close()
-		l.err.Close()
-	}
-}
-
 // pumps drain one process's two pipes on the shared fdPoller.
 type pumps struct {
 	pipes [2]*pipePump
 }
 
-// pipes makes the two pipes of one start: the write ends (blocking, as a
-// child expects) go to the child and the caller closes them once the
-// child holds its copies; start then drains the read ends.
-func (l *instanceLogs) pipes(poller *fdPoller) (p *pumps, stdout, stderr *os.File, err error) {
+// openPumps makes the two pipes of one start: the write ends (blocking, as
+// a child expects) go to the child and the caller closes them once the
+// child holds its copies; start then drains the read ends into stdout and
+// stderr.
+func openPumps(poller *fdPoller, stdout, stderr io.Writer) (p *pumps, outW, errW *os.File, err error) {
 	p = &pumps{}
 	var w [2]*os.File
-	for i, dst := range []*rotatingFile{l.out, l.err} {
+	for i, dst := range []io.Writer{stdout, stderr} {
 		var fds [2]int
 		if err = syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err == nil {
 			err = syscall.SetNonblock(fds[0], true)
