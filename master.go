@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -149,29 +148,6 @@ func (c MasterConfig) withDefaults() (MasterConfig, error) {
 	}
 	return c, nil
 }
-
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
-// isLoopback reports whether a listen address binds loopback only.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // Master serves slave registration and the HTTP API, and schedules while it
 // is the elected leader. It keeps no state that etcd does not have.
@@ -531,13 +507,4 @@ func (m *Master) nodeIDFor(ctx context.Context, prev string) (string, error) {
 		return uuid.NewString(), nil
 	}
 	return prev, nil
-}
-
-// hostname is os.Hostname with a fallback, for slaves that do not set one.
-func hostname() string {
-	h, err := os.Hostname()
-	if err != nil {
-		return "unknown"
-	}
-	return h
 }
