@@ -228,3 +228,8 @@ const DefaultLogTail = 100
 
 // MaxLogLine is the longest LogLine.Line; longer lines come in pieces.
 const MaxLogLine = 64 << 10
+
+// RevisionHeader, in the answer to GET /events, is the etcd revision the
+// stream starts after: resuming from it with ?since misses nothing, even
+// when the stream ended before its first event.
+const RevisionHeader = "Gdpm-Revision"

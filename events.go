@@ -20,15 +20,6 @@ import (
 // empty line.
 const DefaultEventHeartbeat = 15 * time.Second
 
-// RevisionHeader, in the answer to GET /events, is the etcd revision the
-// stream starts after: resuming from it with ?since misses nothing, even
-// when the stream ended before its first event.
-const RevisionHeader = "Gdpm-Revision"
-
-// streamWriteTimeout bounds one write to an event stream: a client that
-// stops reading is dropped rather than holding a watch whose events pile up.
-const streamWriteTimeout = 30 * time.Second
-
 // handleEvents serves GET /events: newline-delimited JSON Events, one per
 // line and flushed at once, from one etcd watch of the whole prefix, so
 // every master serves the same stream. ?since=REV resumes after revision

@@ -1,5 +1,5 @@
 // Package proc is the Linux machinery under gdpm's slaves, apart from the
-// cluster logic; the runner of one instance (the root's process.go) is
+// cluster logic; the runner of one instance (the root's slaverunner.go) is
 // built on it:
 //
 //   - One epoll loop (fdpoller.go) watches every process's exit (a pidfd,

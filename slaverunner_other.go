@@ -5,7 +5,7 @@ package gdpm
 import "context"
 
 // Slaves run on Linux only (NewSlave answers ErrUnsupportedOS elsewhere);
-// this stand-in for process.go's runner lets the package build.
+// this stand-in for slaverunner.go's runner lets the package build.
 
 type runner struct{ cfg runnerConfig }
 

@@ -11,8 +11,8 @@ import (
 
 // The slave's side of one instance, the part that builds everywhere: how
 // a runner is configured and what environment its process gets. The
-// runner itself (process.go) is Linux-only, on internal/proc; elsewhere
-// process_other.go stands in, and NewSlave refuses first.
+// runner itself (slaverunner.go) is Linux-only, on internal/proc; elsewhere
+// slaverunner_other.go stands in, and NewSlave refuses first.
 
 // runnerConfig configures the supervision of one instance.
 type runnerConfig struct {
