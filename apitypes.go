@@ -1,6 +1,8 @@
 package gdpm
 
-import "time"
+import (
+	"time"
+)
 
 // The JSON shapes of the HTTP API. NodeList and NodeServices are the seed
 // API's parallel arrays and never change shape; the rest are gdpm's own.
@@ -221,13 +223,6 @@ type LogLine struct {
 	Stream   LogStreamName `json:"Stream"`
 	Line     string        `json:"Line"`
 }
-
-// DefaultLogTail is how many of the last lines per instance and stream
-// GET /service/:id/logs sends when tail is not given.
-const DefaultLogTail = 100
-
-// MaxLogLine is the longest LogLine.Line; longer lines come in pieces.
-const MaxLogLine = 64 << 10
 
 // RevisionHeader, in the answer to GET /events, is the etcd revision the
 // stream starts after: resuming from it with ?since misses nothing, even

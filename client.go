@@ -19,17 +19,6 @@ import (
 	"github.com/google/uuid"
 )
 
-// Defaults for ClientConfig.
-const (
-	DefaultClientAddr    = "http://127.0.0.1:8989"
-	DefaultClientTimeout = 30 * time.Second
-	// MaxResponseBytes caps a response body the client reads, so a broken
-	// or hostile server cannot make it allocate without bound.
-	MaxResponseBytes = 32 << 20
-	// DefaultClientRetries is ClientConfig.Retries' default.
-	DefaultClientRetries = 4
-)
-
 // ClientConfig configures NewClient. Zero fields take the documented defaults.
 type ClientConfig struct {
 	// Addr is the master's base URL. Default DefaultClientAddr

@@ -16,10 +16,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// DefaultEventHeartbeat is how often an idle GET /events stream sends an
-// empty line.
-const DefaultEventHeartbeat = 15 * time.Second
-
 // handleEvents serves GET /events: newline-delimited JSON Events, one per
 // line and flushed at once, from one etcd watch of the whole prefix, so
 // every master serves the same stream. ?since=REV resumes after revision

@@ -88,9 +88,6 @@ type Spec struct {
 	Supervision
 }
 
-// DefaultStopTimeout is the grace period between SIGTERM and SIGKILL.
-const DefaultStopTimeout = 10 * time.Second
-
 func (s Spec) stopTimeout() time.Duration {
 	if s.StopTimeout <= 0 {
 		return DefaultStopTimeout

@@ -1,9 +1,8 @@
 package gdpm
 
-import "strings"
-
-// DefaultPrefix is the etcd key prefix used when none is configured.
-const DefaultPrefix = "/gdpm/"
+import (
+	"strings"
+)
 
 // keyspace builds every etcd key gdpm uses. The layout:
 //

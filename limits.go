@@ -4,11 +4,77 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 )
 
-// Every size limit of gdpm, in one place. The API refuses a service over
-// any of them with 413 and a message naming the limit, before anything is
-// written. They keep every etcd request gdpm makes (a service record, a
+// Every default and every limit of gdpm, in one place (as nats-server's
+// const.go): the defaults of the config fields, then the size limits.
+
+// Defaults for MasterConfig.
+const (
+	DefaultHTTPAddr       = "127.0.0.1:8989"
+	DefaultTCPAddr        = "127.0.0.1:8888"
+	DefaultLeaseTTL       = 5 * time.Second
+	DefaultElectionTTL    = 5 * time.Second
+	DefaultRequestTimeout = 3 * time.Second
+	DefaultResync         = 30 * time.Second
+)
+
+// Defaults for ClientConfig.
+const (
+	DefaultClientAddr    = "http://127.0.0.1:8989"
+	DefaultClientTimeout = 30 * time.Second
+	// MaxResponseBytes caps a response body the client reads, so a broken
+	// or hostile server cannot make it allocate without bound.
+	MaxResponseBytes = 32 << 20
+	// DefaultClientRetries is ClientConfig.Retries' default.
+	DefaultClientRetries = 4
+)
+
+// DefaultStopTimeout is the grace period between SIGTERM and SIGKILL.
+const DefaultStopTimeout = 10 * time.Second
+
+// DefaultPrefix is the etcd key prefix used when none is configured.
+const DefaultPrefix = "/gdpm/"
+
+// DefaultEventHeartbeat is how often an idle GET /events stream sends an
+// empty line.
+const DefaultEventHeartbeat = 15 * time.Second
+
+// DefaultLogTail is how many of the last lines per instance and stream
+// GET /service/:id/logs sends when tail is not given.
+const DefaultLogTail = 100
+
+// MaxLogLine is the longest LogLine.Line; longer lines come in pieces.
+const MaxLogLine = 64 << 10
+
+// Log rotation defaults: each stream of each instance keeps at most
+// DefaultLogMaxFiles files of DefaultLogMaxSize bytes, so a chatty instance
+// costs at most 30 MiB per stream on the slave's disk.
+const (
+	DefaultLogMaxSize  = 10 << 20
+	DefaultLogMaxFiles = 3
+)
+
+// DefaultLogRetention is how long a slave keeps the logs of an instance
+// that no longer runs on it.
+const DefaultLogRetention = 24 * time.Hour
+
+// MaxNameLen is the longest service name.
+const MaxNameLen = 63
+
+// MaxPorts caps Spec.Ports.
+const MaxPorts = 16
+
+// Rollout defaults.
+const (
+	DefaultMaxUnavailable = 1
+	DefaultMinReady       = 2 * time.Second
+	DefaultReadyTimeout   = time.Minute
+)
+
+// The size limits. The API refuses a service over any of them with 413
+// and a message naming the limit, before anything is written. They keep every etcd request gdpm makes (a service record, a
 // scale of it, a scheduler transaction) well under etcd's default
 // --max-request-bytes of 1.5 MiB, so no service the API accepts can stall
 // the scheduler.

@@ -91,16 +91,6 @@ type MasterConfig struct {
 	Logger *slog.Logger
 }
 
-// Defaults for MasterConfig.
-const (
-	DefaultHTTPAddr       = "127.0.0.1:8989"
-	DefaultTCPAddr        = "127.0.0.1:8888"
-	DefaultLeaseTTL       = 5 * time.Second
-	DefaultElectionTTL    = 5 * time.Second
-	DefaultRequestTimeout = 3 * time.Second
-	DefaultResync         = 30 * time.Second
-)
-
 func (c MasterConfig) withDefaults() (MasterConfig, error) {
 	if len(c.Endpoints) == 0 {
 		return c, fmt.Errorf("%w: no etcd endpoints", ErrInvalidConfig)

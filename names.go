@@ -8,9 +8,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// MaxNameLen is the longest service name.
-const MaxNameLen = 63
-
 // checkName validates a service name: 1 to 63 lower-case letters, digits
 // and '-', starting with a letter or a digit (a leading '-' would read as
 // a flag on the command line). A name that parses as a UUID is refused:

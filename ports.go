@@ -7,9 +7,6 @@ import (
 	"sync"
 )
 
-// MaxPorts caps Spec.Ports.
-const MaxPorts = 16
-
 // checkPorts validates Spec.Ports: at most MaxPorts distinct names of 1 to
 // 32 lower-case letters, digits, '-' and '_', each becoming the variable
 // GDPM_PORT_<NAME>.

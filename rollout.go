@@ -28,13 +28,6 @@ type RolloutPolicy struct {
 	ReadyTimeout Duration `json:"ReadyTimeout,omitempty"`
 }
 
-// Rollout defaults.
-const (
-	DefaultMaxUnavailable = 1
-	DefaultMinReady       = 2 * time.Second
-	DefaultReadyTimeout   = time.Minute
-)
-
 func (p RolloutPolicy) maxUnavailable() int {
 	return orDefault(p.MaxUnavailable, DefaultMaxUnavailable)
 }

@@ -10,14 +10,6 @@ import (
 	"sync"
 )
 
-// Log rotation defaults: each stream of each instance keeps at most
-// DefaultLogMaxFiles files of DefaultLogMaxSize bytes, so a chatty instance
-// costs at most 30 MiB per stream on the slave's disk.
-const (
-	DefaultLogMaxSize  = 10 << 20
-	DefaultLogMaxFiles = 3
-)
-
 // instanceLogs are the two log files of one instance, kept across its
 // restarts.
 type instanceLogs struct {

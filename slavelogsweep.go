@@ -13,10 +13,6 @@ import (
 // runs here (deleted, scaled down, moved) stay for post-mortems until they
 // have not been written for LogRetention, then they go.
 
-// DefaultLogRetention is how long a slave keeps the logs of an instance
-// that no longer runs on it.
-const DefaultLogRetention = 24 * time.Hour
-
 // logSweepInterval is how often a slave looks for expired logs.
 const logSweepInterval = time.Hour
 
