@@ -6,20 +6,20 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/capy-pl/gdpm"
+	"github.com/capy-pl/gdpm/internal/gdpmtest"
 )
 
 // cluster is a whole gdpm cluster inside the test process: an embedded etcd,
-// masters and slaves, all on loopback ports chosen by the kernel.
+// masters and slaves, all on loopback ports chosen by the kernel. It is
+// the test kit's (gdpmtest.Cluster) with the root tests' shortcuts.
 type cluster struct {
 	t       testing.TB
+	kit     *gdpmtest.Cluster
 	etcd    *gdpm.EmbeddedEtcd
 	masters []*gdpm.Master
 	slaves  []*gdpm.Slave
@@ -52,20 +52,34 @@ type clusterOpts struct {
 
 func newCluster(t testing.TB, o clusterOpts) *cluster {
 	t.Helper()
-	c := &cluster{t: t, token: o.token, mcfg: o.master, scfg: o.slave, eps: o.endpoints, httpc: http.DefaultClient}
+	c := &cluster{t: t, token: o.token, mcfg: o.master, scfg: o.slave, httpc: http.DefaultClient}
+	c.kit = gdpmtest.Start(t, gdpmtest.Options{
+		Token:     o.token,
+		Secure:    o.secure,
+		Endpoints: o.endpoints,
+		Master: func(cfg *gdpm.MasterConfig) {
+			// Short timers keep the failure tests quick.
+			cfg.RequestTimeout, cfg.ElectionTTL, cfg.LeaseTTL = 2*time.Second, 2*time.Second, 2*time.Second
+			if c.mcfg != nil {
+				c.mcfg(cfg)
+			}
+		},
+		Slave: func(cfg *gdpm.SlaveConfig) {
+			cfg.LogAddr = "127.0.0.1:0"
+			if c.scfg != nil {
+				c.scfg(cfg)
+			}
+		},
+	})
+	c.etcd, c.eps, c.masters = c.kit.Etcd, c.kit.Endpoints(), c.kit.Masters
 	if o.secure {
-		c.secure()
-	}
-	if len(c.eps) == 0 {
-		etcd, err := gdpm.StartEmbeddedEtcd(context.Background(), gdpm.EmbeddedEtcdConfig{Dir: t.TempDir(), UnsafeNoFsync: true, CA: c.ca})
-		if err != nil {
+		var err error
+		if c.etcdTLS, err = c.kit.CA.EtcdClientTLS("test master"); err != nil {
 			t.Fatal(err)
 		}
-		c.etcd, c.eps = etcd, etcd.Endpoints()
+		c.trust(c.kit.CA)
 	}
-	t.Cleanup(c.close)
-	m := c.addMaster()
-	c.client = c.newClient(m, o.token)
+	c.client = c.newClient(c.master(), o.token)
 	for i := 0; i < o.slaves; i++ {
 		c.addSlave()
 	}
@@ -89,34 +103,8 @@ func (c *cluster) newClient(m *gdpm.Master, token string) *gdpm.Client {
 // given, changes its config after the cluster's own adjustments.
 func (c *cluster) addMaster(adjust ...func(*gdpm.MasterConfig)) *gdpm.Master {
 	c.t.Helper()
-	cfg := gdpm.MasterConfig{
-		Endpoints: c.eps,
-		HTTPAddr:  "127.0.0.1:0",
-		TCPAddr:   "127.0.0.1:0",
-		Token:     c.token,
-		// Short timers keep the failure tests quick.
-		RequestTimeout: 2 * time.Second,
-		ElectionTTL:    2 * time.Second,
-		LeaseTTL:       2 * time.Second,
-	}
-	if c.ca != nil {
-		cfg.TLS = &gdpm.MasterTLS{CA: c.ca}
-		cfg.EtcdTLS = c.etcdTLS
-	}
-	if c.mcfg != nil {
-		c.mcfg(&cfg)
-	}
-	for _, f := range adjust {
-		f(&cfg)
-	}
-	m, err := gdpm.NewMaster(cfg)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if err := m.Start(context.Background()); err != nil {
-		c.t.Fatal(err)
-	}
-	c.masters = append(c.masters, m)
+	m := c.kit.AddMaster(adjust...)
+	c.masters = c.kit.Masters
 	return m
 }
 
@@ -130,65 +118,22 @@ func (c *cluster) addSlave() *gdpm.Slave {
 // addSlaveVia starts a slave that registers through master m.
 func (c *cluster) addSlaveVia(m *gdpm.Master) *gdpm.Slave {
 	c.t.Helper()
-	cfg := gdpm.SlaveConfig{
-		Masters: []string{m.TCPAddr()},
-		Token:   c.token,
-		DataDir: c.t.TempDir(),
-		LogAddr: "127.0.0.1:0",
-	}
-	if c.ca != nil {
-		cfg.CAHash = c.ca.Hash()
-	}
-	if c.scfg != nil {
-		c.scfg(&cfg)
-	}
-	s, err := gdpm.NewSlave(cfg)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		c.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := s.WaitReady(ctx); err != nil {
-		c.t.Fatal(err)
-	}
-	c.slaves = append(c.slaves, s)
+	s := c.kit.AddSlave(func(cfg *gdpm.SlaveConfig) { cfg.Masters = []string{m.TCPAddr()} })
+	c.slaves = c.kit.Slaves
 	return s
 }
 
-func (c *cluster) close() {
-	for _, s := range c.slaves {
-		if err := s.Close(); err != nil {
-			c.t.Errorf("slave close: %v", err)
-		}
-	}
-	for _, m := range c.masters {
-		if err := m.Close(); err != nil {
-			c.t.Errorf("master close: %v", err)
-		}
-	}
-	c.etcd.Close()
-}
-
-// waitFor polls cond until it returns true or the deadline passes; the
-// failure names what was awaited and the last state seen.
+// waitFor, alive and waitDead are the test kit's (gdpmtest).
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; last seen: %s", timeout, what, last)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	gdpmtest.WaitFor(t, timeout, what, cond)
+}
+
+func alive(pid int) bool { return gdpmtest.Alive(pid) }
+
+func waitDead(t testing.TB, pids []int) {
+	t.Helper()
+	gdpmtest.WaitDead(t, 20*time.Second, pids)
 }
 
 func ctxT(t testing.TB) context.Context {
@@ -238,33 +183,6 @@ func (c *cluster) waitRunning(id string, n int) []int {
 		return len(pids) == n, fmt.Sprintf("%d running %v", len(pids), perNode)
 	})
 	return pids
-}
-
-// alive reports whether pid is a live (not zombie) process.
-func alive(pid int) bool {
-	if pid <= 0 || syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(stat), ')')
-	return i > 0 && i+2 < len(stat) && stat[i+2] != 'Z'
-}
-
-// waitDead waits until none of pids is alive.
-func waitDead(t testing.TB, pids []int) {
-	t.Helper()
-	waitFor(t, 20*time.Second, fmt.Sprintf("processes %v to exit", pids), func() (bool, string) {
-		var live []int
-		for _, p := range pids {
-			if alive(p) {
-				live = append(live, p)
-			}
-		}
-		return len(live) == 0, fmt.Sprintf("alive: %v", live)
-	})
 }
 
 // do sends a raw request to the master's API and returns status and body.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/capy-pl/gdpm"
+	"github.com/capy-pl/gdpm/internal/gdpmtest"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
@@ -111,7 +112,7 @@ func TestWebInterface(t *testing.T) {
 }
 
 // cluster is an embedded etcd, one master and its slaves, closed when the
-// test ends.
+// test ends: the test kit's (gdpmtest), with shortcuts.
 type cluster struct {
 	ca     *gdpm.CA // nil: plain text
 	etcd   *gdpm.EmbeddedEtcd
@@ -123,7 +124,7 @@ type cluster struct {
 
 func startCluster(t *testing.T, token string, slaves int) *cluster {
 	t.Helper()
-	return startClusterWith(t, token, slaves, nil)
+	return startClusterWith(t, token, slaves, false)
 }
 
 // startSecureCluster is startCluster with TLS on every channel: a cluster
@@ -131,69 +132,13 @@ func startCluster(t *testing.T, token string, slaves int) *cluster {
 // slaves that join by pinning the CA's hash.
 func startSecureCluster(t *testing.T, token string, slaves int) *cluster {
 	t.Helper()
-	ca, err := gdpm.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return startClusterWith(t, token, slaves, ca)
+	return startClusterWith(t, token, slaves, true)
 }
 
-func startClusterWith(t *testing.T, token string, slaves int, ca *gdpm.CA) *cluster {
+func startClusterWith(t *testing.T, token string, slaves int, secure bool) *cluster {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTime)
-	defer cancel()
-	etcd, err := gdpm.StartEmbeddedEtcd(ctx, gdpm.EmbeddedEtcdConfig{Dir: t.TempDir(), UnsafeNoFsync: true, CA: ca})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { etcd.Close() })
-	mcfg := gdpm.MasterConfig{
-		Endpoints: etcd.Endpoints(),
-		HTTPAddr:  "127.0.0.1:0",
-		TCPAddr:   "127.0.0.1:0",
-		Token:     token,
-	}
-	if ca != nil {
-		mcfg.TLS = &gdpm.MasterTLS{CA: ca}
-		if mcfg.EtcdTLS, err = ca.EtcdClientTLS("e2e master"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	m, err := gdpm.NewMaster(mcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeOrFail(t, "master", m.Close) })
-	c := &cluster{ca: ca, etcd: etcd, token: token, master: m}
-	for range slaves {
-		scfg := gdpm.SlaveConfig{Masters: []string{m.TCPAddr()}, Token: token, DataDir: t.TempDir()}
-		if ca != nil {
-			scfg.CAHash = ca.Hash()
-		}
-		s, err := gdpm.NewSlave(scfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { closeOrFail(t, "slave", s.Close) })
-		if err := s.WaitReady(ctx); err != nil {
-			t.Fatal(err)
-		}
-		c.slaves = append(c.slaves, s)
-	}
-	ccfg := gdpm.ClientConfig{Addr: m.HTTPAddr(), Token: token}
-	if ca != nil {
-		ccfg.Addr, ccfg.CAHash = "https://"+m.HTTPAddr(), ca.Hash()
-	}
-	if c.client, err = gdpm.NewClient(ccfg); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	k := gdpmtest.Start(t, gdpmtest.Options{Token: token, Slaves: slaves, Secure: secure})
+	return &cluster{ca: k.CA, etcd: k.Etcd, token: token, master: k.Masters[0], slaves: k.Slaves, client: k.Client}
 }
 
 func closeOrFail(t *testing.T, what string, close func() error) {
@@ -236,20 +181,10 @@ func (c *cluster) waitRunning(t *testing.T, id string, n int) []int {
 	return pids
 }
 
-// waitFor polls cond until it holds or waitTime passes.
+// waitFor polls cond until it holds or waitTime passes (gdpmtest.WaitFor).
 func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(waitTime)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; last seen: %s", waitTime, what, state)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	gdpmtest.WaitFor(t, waitTime, what, cond)
 }
 
 // watchProblems runs in the page before its own script and records what

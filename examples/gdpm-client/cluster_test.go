@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/capy-pl/gdpm"
+	"github.com/capy-pl/gdpm/internal/gdpmtest"
 )
 
 // startCluster runs embedded etcd, a master with token and one slave, and
@@ -23,34 +24,8 @@ func startCluster(t *testing.T, token string) string {
 // startClusterEtcd is startCluster that also returns etcd's endpoints.
 func startClusterEtcd(t *testing.T, token string) (string, []string) {
 	t.Helper()
-	ctx := context.Background()
-	etcd, err := gdpm.StartEmbeddedEtcd(ctx, gdpm.EmbeddedEtcdConfig{Dir: t.TempDir(), UnsafeNoFsync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { etcd.Close() })
-	m, err := gdpm.NewMaster(gdpm.MasterConfig{Endpoints: etcd.Endpoints(), HTTPAddr: "127.0.0.1:0", TCPAddr: "127.0.0.1:0", Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	s, err := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{m.TCPAddr()}, Token: token, DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if err := s.WaitReady(wctx); err != nil {
-		t.Fatal(err)
-	}
-	return "http://" + m.HTTPAddr(), etcd.Endpoints()
+	c := gdpmtest.Start(t, gdpmtest.Options{Token: token, Slaves: 1})
+	return c.APIURL(c.Masters[0]), c.Endpoints()
 }
 
 // TestCLIAgainstARealCluster drives the verbs end to end as a user would.
