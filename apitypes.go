@@ -39,8 +39,11 @@ type NodeServices struct {
 // CreateRequest is the body of POST /service/. A missing InstanceNum means 1.
 type CreateRequest struct {
 	// Name is optional; unique in the cluster (see checkName).
-	Name        string            `json:"Name,omitempty"`
-	Command     string            `json:"Command"`
+	Name    string `json:"Name,omitempty"`
+	Command string `json:"Command"`
+	// InstanceNum is how many instances to run; nil means 1. It is a
+	// pointer so that 0 (create it stopped) differs from absent; in Go
+	// write new(3). ScaleService and ScaleRequest always carry a count.
 	InstanceNum *int              `json:"InstanceNum,omitempty"`
 	Env         map[string]string `json:"Env,omitempty"`
 	Dir         string            `json:"Dir,omitempty"`

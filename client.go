@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/capy-pl/gdpm/internal/backoff"
 )
 
 // ClientConfig configures NewClient. Zero fields take the documented defaults.
@@ -202,7 +204,8 @@ func (c *Client) CreateServiceWithKey(ctx context.Context, key string, req Creat
 }
 
 // ScaleService sets how many instances of service id should run
-// (POST /service/:id/).
+// (POST /service/:id/, a ScaleRequest). Unlike CreateRequest.InstanceNum,
+// n is not optional here, hence an int.
 func (c *Client) ScaleService(ctx context.Context, id string, n int) error {
 	if err := checkID("service", id); err != nil {
 		return err
@@ -582,4 +585,44 @@ func (c *Client) lifecycle(ctx context.Context, id, verb string) error {
 		return err
 	}
 	return c.do(ctx, http.MethodPost, apiPath("service", id, verb), nil, nil)
+}
+
+// WaitRunning waits until exactly n instances of service id (an id or a
+// name) are running, and returns the service as it was then. It asks the
+// API every 50 ms at first, backing off to every second, so that a program
+// that starts a service need not write that loop itself. It ends with
+// ctx's error (wrapped, with the last count seen) or with the first error
+// of the API that is not ErrUnavailable (ErrNotFound: the service is
+// gone). n = 0 waits until none runs.
+func (c *Client) WaitRunning(ctx context.Context, id string, n int) (ServiceDetail, error) {
+	if n < 0 {
+		return ServiceDetail{}, fmt.Errorf("%w: WaitRunning for %d instances", ErrBadRequest, n)
+	}
+	wait := backoff.NewDelay(50*time.Millisecond, time.Second)
+	last := "no answer yet"
+	for {
+		d, err := c.Service(ctx, id)
+		switch {
+		case err == nil:
+			running := 0
+			for _, in := range d.Instances {
+				if in.State == StateRunning {
+					running++
+				}
+			}
+			if running == n {
+				return d, nil
+			}
+			last = fmt.Sprintf("%d of %d instances running", running, n)
+		case ctx.Err() != nil:
+			return ServiceDetail{}, fmt.Errorf("gdpm: wait for %d running instances of %s (%s): %w", n, id, last, ctx.Err())
+		case errors.Is(err, ErrUnavailable):
+			last = err.Error()
+		default:
+			return ServiceDetail{}, err
+		}
+		if !wait.Wait(ctx) {
+			return ServiceDetail{}, fmt.Errorf("gdpm: wait for %d running instances of %s (%s): %w", n, id, last, ctx.Err())
+		}
+	}
 }
