@@ -7,18 +7,63 @@
 // a master, watches etcd for the assignments carrying its node id and runs,
 // restarts and stops real OS processes. A [Client] speaks the HTTP API.
 //
+// # Platforms
+//
+// Masters, clients and the embedded etcd run wherever Go does. A slave
+// needs Linux: it supervises processes with process groups, pidfds (Linux
+// 5.3; older kernels cost a thread per instance), epoll and /proc, all in
+// internal/proc. Elsewhere the package builds and [NewSlave] fails with
+// [ErrUnsupportedOS].
+//
 // # Embedding
 //
-// Everything runs in one process as well as across machines:
+// Everything runs in one process as well as across machines. Port 0 takes
+// any free port (read it back with HTTPAddr and TCPAddr), so this runs
+// beside a gdpm-master on the default ports:
 //
 //	etcd, _ := gdpm.StartEmbeddedEtcd(ctx, gdpm.EmbeddedEtcdConfig{Dir: dir})
 //	defer etcd.Close()
-//	m, _ := gdpm.NewMaster(gdpm.MasterConfig{Endpoints: etcd.Endpoints()})
+//	m, _ := gdpm.NewMaster(gdpm.MasterConfig{Endpoints: etcd.Endpoints(),
+//		HTTPAddr: "127.0.0.1:0", TCPAddr: "127.0.0.1:0"})
 //	_ = m.Start(ctx)
 //	defer m.Close()
 //	s, _ := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{m.TCPAddr()}})
 //	_ = s.Start(ctx)
 //	defer s.Close()
+//	_ = s.WaitReady(ctx)
+//	c, _ := gdpm.NewClient(gdpm.ClientConfig{Addr: m.HTTPAddr()})
+//	id, _ := c.CreateService(ctx, gdpm.CreateRequest{Command: "sleep 60", InstanceNum: new(2)})
+//	_, _ = c.WaitRunning(ctx, id, 2)
+//
+// # Lifecycle
+//
+// Master, Slave and EmbeddedEtcd follow one contract:
+//
+//   - New* (StartEmbeddedEtcd for etcd) checks the config and fails with
+//     [ErrInvalidConfig] for one that cannot work; it starts nothing.
+//   - Start(ctx) binds the listeners and starts the background work, then
+//     returns: ctx bounds only what Start itself waits for (a secured
+//     master settling the cluster CA in etcd). Cancelling it later stops
+//     nothing; its values are kept. Start is idempotent, and fails with
+//     [ErrClosed] after Close.
+//   - WaitReady(ctx) waits until the slave has registered and read its
+//     assignments, returning early with the cause when only a change of
+//     configuration can help (a refused token or CA).
+//   - Close stops everything and waits for it: no goroutine and no child
+//     process outlives it. It is idempotent and safe on nil; a Slave's
+//     Close stops its instances gracefully first.
+//
+// Every wait takes a context; logs go to the slog.Logger of the config
+// (silent by default); errors wrap the sentinels of errors.go, which
+// [APIError] maps to HTTP statuses through one table.
+//
+// # Where things are
+//
+// The files say their side: master.go, api*.go, readmodel.go, events.go,
+// metrics.go and masterlogs.go serve; scheduler.go and sched*.go place;
+// slave*.go run instances, on internal/proc; apitypes.go, keys.go and
+// limits.go are the wire, the etcd layout and every default. The README's
+// architecture section has the whole map.
 //
 // # Security
 //

@@ -40,15 +40,14 @@ func Example() {
 	slave.WaitReady(ctx)
 
 	client, _ := gdpm.NewClient(gdpm.ClientConfig{Addr: master.HTTPAddr()})
-	two := 2
-	id, _ := client.CreateService(ctx, gdpm.CreateRequest{Command: "sleep 60", InstanceNum: &two})
-
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if d, err := client.Service(ctx, id); err == nil && d.Running == 2 {
-			break
-		}
+	id, _ := client.CreateService(ctx, gdpm.CreateRequest{Command: "sleep 60", InstanceNum: new(2)})
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	d, err := client.WaitRunning(wctx, id, 2)
+	if err != nil {
+		fmt.Println(err)
+		return
 	}
-	d, _ := client.Service(ctx, id)
 	fmt.Println("running:", d.Running)
 	client.DeleteService(ctx, id)
 	// Output: running: 2
