@@ -28,13 +28,6 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 // matched to an earlier one: nothing was created now.
 const IdempotentReplayedHeader = "Idempotent-Replayed"
 
-// IdempotencyKeyTTL is how long the master remembers an Idempotency-Key at
-// least; it forgets it within an hour after that.
-const IdempotencyKeyTTL = 24 * time.Hour
-
-// MaxIdempotencyKey is the longest Idempotency-Key accepted, in bytes.
-const MaxIdempotencyKey = 255
-
 // idemLeaseEvery is how long one etcd lease carries new keys. Its TTL is
 // IdempotencyKeyTTL plus this, so every key it carries lives at least
 // IdempotencyKeyTTL, and the master grants one lease an hour, not one per

@@ -60,6 +60,21 @@ const (
 // that no longer runs on it.
 const DefaultLogRetention = 24 * time.Hour
 
+// Defaults for ServerLimits.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 20 * time.Second
+	DefaultIdleTimeout       = 20 * time.Second
+	DefaultMaxConns          = 1024
+)
+
+// IdempotencyKeyTTL is how long the master remembers an Idempotency-Key at
+// least; it forgets it within an hour after that.
+const IdempotencyKeyTTL = 24 * time.Hour
+
+// MaxIdempotencyKey is the longest Idempotency-Key accepted, in bytes.
+const MaxIdempotencyKey = 255
+
 // MaxNameLen is the longest service name.
 const MaxNameLen = 63
 

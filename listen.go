@@ -37,14 +37,6 @@ type ServerLimits struct {
 	MaxConns int
 }
 
-// Defaults for ServerLimits.
-const (
-	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultReadTimeout       = 20 * time.Second
-	DefaultIdleTimeout       = 20 * time.Second
-	DefaultMaxConns          = 1024
-)
-
 func (l ServerLimits) withDefaults() ServerLimits {
 	l.ReadHeaderTimeout = orDefault(l.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	l.ReadTimeout = orDefault(l.ReadTimeout, DefaultReadTimeout)
