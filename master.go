@@ -30,9 +30,15 @@ type MasterConfig struct {
 	AdvertiseEndpoints []string
 	// Prefix is the etcd key prefix. Default DefaultPrefix ("/gdpm/").
 	Prefix string
-	// HTTPAddr is the API's listen address. Default "127.0.0.1:8989".
+	// HTTPAddr is the API's listen address. Empty means DefaultHTTPAddr
+	// ("127.0.0.1:8989"); port 0 takes any free port, which HTTPAddr()
+	// then tells (an embedding program, a test). ListenerOff ("-") serves
+	// no API: for a program that mounts Handler() in a server of its own.
 	HTTPAddr string
-	// TCPAddr is the slave registration address. Default "127.0.0.1:8888".
+	// TCPAddr is the slave registration address. Empty means
+	// DefaultTCPAddr ("127.0.0.1:8888"); port 0 takes any free port (see
+	// TCPAddr()); ListenerOff takes no registrations (the slaves register
+	// through other masters).
 	TCPAddr string
 	// Token, when set, is required as "Authorization: Bearer TOKEN" on the
 	// API and in every slave's hello. Without it, listen on loopback only.
@@ -106,7 +112,7 @@ func (c MasterConfig) withDefaults() (MasterConfig, error) {
 	}
 	if c.Token == "" {
 		for _, a := range []string{c.HTTPAddr, c.TCPAddr} {
-			if !isLoopback(a) {
+			if a != ListenerOff && !isLoopback(a) {
 				return c, fmt.Errorf("%w: without a token the master listens on loopback only; set a token to listen on %q", ErrInvalidConfig, a)
 			}
 		}
@@ -139,6 +145,10 @@ func (c MasterConfig) withDefaults() (MasterConfig, error) {
 	return c, nil
 }
 
+// ListenerOff, as MasterConfig.HTTPAddr or TCPAddr, turns that listener
+// off.
+const ListenerOff = "-"
+
 // Master serves slave registration and the HTTP API, and schedules while it
 // is the elected leader. It keeps no state that etcd does not have.
 type Master struct {
@@ -168,6 +178,12 @@ type Master struct {
 	conns    map[net.Conn]struct{}
 	cancel   context.CancelFunc
 	leadDone chan struct{} // closed when the election loop has returned
+	// ready is closed once etcd has answered (WaitReady); done once the
+	// master stops serving, for good: Close or a failure (failErr).
+	ready    chan struct{}
+	done     chan struct{}
+	failErr  error
+	probeErr error // the last failed etcd probe, for WaitReady
 	wg       sync.WaitGroup
 	// runCtx is set by Start and ended by Close: event streams and
 	// metric scrapes end with it.
@@ -184,7 +200,8 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Master{cfg: cfg, k: newKeyspace(cfg.Prefix), log: cfg.Logger, conns: map[net.Conn]struct{}{}, cors: cors}
+	m := &Master{cfg: cfg, k: newKeyspace(cfg.Prefix), log: cfg.Logger, conns: map[net.Conn]struct{}{}, cors: cors,
+		ready: make(chan struct{}), done: make(chan struct{})}
 	m.metrics = newMasterMetrics(m)
 	m.logTransport = newLogTransport(cfg.RequestTimeout)
 	m.logClient = &http.Client{Transport: m.logTransport}
@@ -219,17 +236,6 @@ func (m *Master) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	httpLn, err := net.Listen("tcp", m.cfg.HTTPAddr)
-	if err != nil {
-		cli.Close()
-		return fmt.Errorf("gdpm: master http listen: %w", err)
-	}
-	tcpLn, err := net.Listen("tcp", m.cfg.TCPAddr)
-	if err != nil {
-		cli.Close()
-		httpLn.Close()
-		return fmt.Errorf("gdpm: master tcp listen: %w", err)
-	}
 	// Accept survives descriptor exhaustion; connections are capped. The
 	// cap's 503 is plain HTTP: under TLS a refused connection is just
 	// closed. The listeners keep their plain addresses (Addr) under TLS.
@@ -237,26 +243,119 @@ func (m *Master) Start(ctx context.Context) error {
 	if sec != nil {
 		refusal = ""
 	}
-	httpLn = newLimitListener(httpLn, "api", m.cfg.Limits.MaxConns, refusal, m.log)
-	tcpLn = newLimitListener(tcpLn, "registration", m.cfg.Limits.MaxConns, "", m.log)
-	httpLn, tcpLn = m.wrapTLS(httpLn, sec), m.wrapTLS(tcpLn, sec)
+	listen := func(addr, name, refusal string) (net.Listener, error) {
+		if addr == ListenerOff {
+			return nil, nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("gdpm: master %s listen: %w", name, err)
+		}
+		return m.wrapTLS(newLimitListener(ln, name, m.cfg.Limits.MaxConns, refusal, m.log), sec), nil
+	}
+	httpLn, err := listen(m.cfg.HTTPAddr, "api", refusal)
+	if err != nil {
+		cli.Close()
+		return err
+	}
+	tcpLn, err := listen(m.cfg.TCPAddr, "registration", "")
+	if err != nil {
+		cli.Close()
+		if httpLn != nil {
+			httpLn.Close()
+		}
+		return err
+	}
 	m.cli, m.httpLn, m.tcpLn, m.sec = cli, httpLn, tcpLn, sec
 	m.httpSrv = m.cfg.Limits.httpServer(m.Handler(), m.log)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel, m.runCtx = cancel, runCtx
 	m.started = true
-	m.wg.Add(3)
-	go func() {
-		defer m.wg.Done()
-		if err := m.httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			m.log.Error("http server stopped", "err", err)
-		}
-	}()
-	go func() { defer m.wg.Done(); m.acceptLoop(runCtx) }()
+	if httpLn != nil {
+		m.wg.Go(func() {
+			if err := m.httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				m.failed(fmt.Errorf("gdpm: master API server stopped: %w", err))
+			}
+		})
+	}
+	if tcpLn != nil {
+		m.wg.Go(func() { m.acceptLoop(runCtx) })
+	}
 	m.leadDone = make(chan struct{})
-	go func() { defer m.wg.Done(); defer close(m.leadDone); m.leadLoop(runCtx) }()
-	m.log.Info("master started", "id", m.cfg.ID, "http", httpLn.Addr().String(), "tcp", tcpLn.Addr().String())
+	m.wg.Go(func() { defer close(m.leadDone); m.leadLoop(runCtx) })
+	m.wg.Go(func() { m.probeEtcd(runCtx) })
+	m.log.Info("master started", "id", m.cfg.ID, "http", m.HTTPAddr(), "tcp", m.TCPAddr())
 	return nil
+}
+
+// WaitReady waits until the master has started and etcd has answered it,
+// so that the API answers with data rather than 503. It fails with
+// ErrClosed once the master is closed, with the cause if it failed (see
+// Err), and with ctx's error, wrapped with the last etcd error seen, when
+// ctx ends first. It may be called before Start.
+func (m *Master) WaitReady(ctx context.Context) error {
+	select {
+	case <-m.ready:
+		return nil
+	case <-m.done:
+		return m.Err()
+	case <-ctx.Done():
+	}
+	m.mu.Lock()
+	cause := m.probeErr
+	m.mu.Unlock()
+	if cause != nil {
+		return fmt.Errorf("gdpm: master not ready: %w (%w)", cause, ctx.Err())
+	}
+	return fmt.Errorf("gdpm: master not ready: %w", ctx.Err())
+}
+
+// Done is closed when the master stops serving for good: after Close, or
+// when one of its listeners fails (the API server stops, the registration
+// port can no longer accept). Err tells which. A master that failed keeps
+// whatever still works running until Close; an embedding program usually
+// closes it and exits, as gdpm-master does.
+func (m *Master) Done() <-chan struct{} { return m.done }
+
+// Err is nil while the master runs (or has not started), the failure
+// that closed Done, or ErrClosed after Close.
+func (m *Master) Err() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.failErr
+}
+
+// failed records the first failure and closes Done.
+func (m *Master) failed(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failErr != nil {
+		return
+	}
+	m.log.Error("master failed", "err", err)
+	m.failErr = err
+	close(m.done)
+}
+
+// probeEtcd reads from etcd until it answers once, which makes the master
+// ready (WaitReady), or ctx ends.
+func (m *Master) probeEtcd(ctx context.Context) {
+	retry := backoff.NewDelay(20*time.Millisecond, time.Second)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
+		_, err := m.cli.Get(pctx, m.k.p, clientv3.WithCountOnly())
+		cancel()
+		if err == nil {
+			close(m.ready)
+			return
+		}
+		m.mu.Lock()
+		m.probeErr = storeErr("gdpm: etcd", err)
+		m.mu.Unlock()
+		if !retry.Wait(ctx) {
+			return
+		}
+	}
 }
 
 // HTTPAddr is the address the API listens on (with the real port).
@@ -300,12 +399,18 @@ func (m *Master) Close() error {
 	for c := range m.conns {
 		c.Close()
 	}
+	if m.failErr == nil {
+		m.failErr = ErrClosed
+		close(m.done)
+	}
 	m.mu.Unlock()
 	if !started {
 		return nil
 	}
 	m.cancel()
-	m.tcpLn.Close()
+	if m.tcpLn != nil {
+		m.tcpLn.Close()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := m.httpSrv.Shutdown(sctx)
@@ -419,6 +524,9 @@ func (m *Master) acceptLoop(ctx context.Context) {
 	for {
 		conn, err := m.tcpLn.Accept()
 		if err != nil {
+			if ctx.Err() == nil {
+				m.failed(fmt.Errorf("gdpm: master registration listener stopped: %w", err))
+			}
 			return
 		}
 		m.mu.Lock()

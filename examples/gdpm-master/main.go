@@ -154,7 +154,12 @@ func run(args []string) error {
 		}
 		defer s.Close()
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-m.Done():
+		// A listener failed: exit non-zero, so a supervisor restarts us.
+		return m.Err()
+	}
 	log.Info("shutting down")
 	return nil
 }
