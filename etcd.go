@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -49,6 +50,9 @@ type EmbeddedEtcdConfig struct {
 	// UnsafeNoFsync skips fsync: for tests and benchmarks only, where losing
 	// the data on a machine crash does not matter.
 	UnsafeNoFsync bool
+	// Logger receives etcd's own logs (raft, WAL, compaction, client
+	// streams), at their levels. Default: discard.
+	Logger *slog.Logger
 }
 
 // EmbeddedEtcd is an etcd server running inside this process.
@@ -108,7 +112,7 @@ func StartEmbeddedEtcd(ctx context.Context, cfg EmbeddedEtcdConfig) (*EmbeddedEt
 	// Keep history bounded: watches that fall behind re-list anyway.
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = "5m"
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapToSlog(cfg.Logger))
 	// Close ends the client streams rather than wait for them.
 	ec.GRPCAdditionalServerOptions = append(ec.GRPCAdditionalServerOptions, ee.streams.option())
 
