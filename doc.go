@@ -19,7 +19,8 @@
 //
 // Everything runs in one process as well as across machines. Port 0 takes
 // any free port (read it back with HTTPAddr and TCPAddr), so this runs
-// beside a gdpm-master on the default ports:
+// beside a gdpm-master on the default ports; [ListenerOff] turns a
+// listener off, to mount [Master.Handler] in a server of one's own:
 //
 //	etcd, _ := gdpm.StartEmbeddedEtcd(ctx, gdpm.EmbeddedEtcdConfig{Dir: dir})
 //	defer etcd.Close()
@@ -27,6 +28,7 @@
 //		HTTPAddr: "127.0.0.1:0", TCPAddr: "127.0.0.1:0"})
 //	_ = m.Start(ctx)
 //	defer m.Close()
+//	_ = m.WaitReady(ctx)
 //	s, _ := gdpm.NewSlave(gdpm.SlaveConfig{Masters: []string{m.TCPAddr()}})
 //	_ = s.Start(ctx)
 //	defer s.Close()
@@ -37,18 +39,23 @@
 //
 // # Lifecycle
 //
-// Master, Slave and EmbeddedEtcd follow one contract:
+// Master and Slave follow one contract (an EmbeddedEtcd is started by
+// StartEmbeddedEtcd and closed like them):
 //
-//   - New* (StartEmbeddedEtcd for etcd) checks the config and fails with
-//     [ErrInvalidConfig] for one that cannot work; it starts nothing.
+//   - New* checks the config and fails with [ErrInvalidConfig] for one that
+//     cannot work; it starts nothing.
 //   - Start(ctx) binds the listeners and starts the background work, then
 //     returns: ctx bounds only what Start itself waits for (a secured
 //     master settling the cluster CA in etcd). Cancelling it later stops
 //     nothing; its values are kept. Start is idempotent, and fails with
 //     [ErrClosed] after Close.
-//   - WaitReady(ctx) waits until the slave has registered and read its
-//     assignments, returning early with the cause when only a change of
-//     configuration can help (a refused token or CA).
+//   - WaitReady(ctx) waits until the part can work: a master until etcd
+//     has answered it, a slave until it has registered and read its
+//     assignments. It returns early with the cause when waiting cannot
+//     help (a refused token or CA, a closed or failed master), and wraps
+//     the last error seen into ctx's.
+//   - A master's Done closes when it stops serving for good (Close, or a
+//     listener failing under it) and Err says why.
 //   - Close stops everything and waits for it: no goroutine and no child
 //     process outlives it. It is idempotent and safe on nil; a Slave's
 //     Close stops its instances gracefully first.
