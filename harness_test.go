@@ -66,6 +66,9 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 		},
 		Slave: func(cfg *gdpm.SlaveConfig) {
 			cfg.LogAddr = "127.0.0.1:0"
+			if c.ca != nil { // trust may have changed it
+				cfg.CAHash = c.ca.Hash()
+			}
 			if c.scfg != nil {
 				c.scfg(cfg)
 			}
