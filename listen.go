@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -45,15 +44,6 @@ func (l ServerLimits) withDefaults() ServerLimits {
 		l.MaxConns = defaultMaxConns()
 	}
 	return l
-}
-
-// defaultMaxConns is DefaultMaxConns or a quarter of RLIMIT_NOFILE.
-func defaultMaxConns() int {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur/4 < DefaultMaxConns {
-		return max(int(rl.Cur/4), 8)
-	}
-	return DefaultMaxConns
 }
 
 // httpServer is an http.Server with the limits' timeouts.
