@@ -555,7 +555,10 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 	go func() { defer wg.Done(); sw.run(wctx, s.cfg.RequestTimeout) }()
 	defer wcancel()
 
-	sup := newSupervisor(s, node.ID, sw)
+	sup := newSupervisor(slaveDeps{
+		logDir: s.logDir(), logMaxSize: s.cfg.LogMaxSize, logMaxFiles: s.cfg.LogMaxFiles,
+		hostname: s.cfg.Hostname, groups: s.groups, ports: s.ports, log: s.log,
+	}, node.ID, sw)
 	s.sup.Store(sup)
 	defer s.sup.Store(nil)
 	uctx, ucancel := context.WithCancel(sctx)

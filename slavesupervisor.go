@@ -2,9 +2,12 @@ package gdpm
 
 import (
 	"context"
+	"log/slog"
 	"maps"
 	"strconv"
 	"sync"
+
+	"github.com/capy-pl/gdpm/internal/proc"
 )
 
 // supervisor makes the set of running instances match a node's
@@ -12,7 +15,7 @@ import (
 // runners whose assignment is gone. Stops run concurrently, so one slow
 // instance does not hold up the others.
 type supervisor struct {
-	s      *Slave
+	deps   slaveDeps
 	node   string
 	status *statusWriter
 
@@ -23,8 +26,20 @@ type supervisor struct {
 	wg       sync.WaitGroup
 }
 
-func newSupervisor(s *Slave, node string, sw *statusWriter) *supervisor {
-	return &supervisor{s: s, node: node, status: sw, running: map[string]*runner{}, stopping: map[string]*runner{}}
+// slaveDeps is what a supervisor takes from its slave, handed over rather
+// than read through a back-pointer.
+type slaveDeps struct {
+	logDir      string // "" discards the instances' output
+	logMaxSize  int64
+	logMaxFiles int
+	hostname    string
+	groups      *proc.Groups
+	ports       *portPool
+	log         *slog.Logger
+}
+
+func newSupervisor(deps slaveDeps, node string, sw *statusWriter) *supervisor {
+	return &supervisor{deps: deps, node: node, status: sw, running: map[string]*runner{}, stopping: map[string]*runner{}}
 }
 
 // sync starts and stops runners to match desired, keeping a copy.
@@ -54,23 +69,23 @@ func (sup *supervisor) syncLocked() {
 		if !a.resolved {
 			continue // its spec is unknown: the service is gone
 		}
-		ports, err := sup.s.ports.reserve(a.Spec.Ports)
+		ports, err := sup.deps.ports.reserve(a.Spec.Ports)
 		if err != nil {
-			sup.s.log.Warn("instance cannot start: no free port", "service", a.Service, "instance", a.Instance, "err", err)
+			sup.deps.log.Warn("instance cannot start: no free port", "service", a.Service, "instance", a.Instance, "err", err)
 			continue
 		}
 		sup.running[key] = startRunner(runnerConfig{
 			Assignment:  a,
-			Identity:    instanceEnv(a, sup.node, sup.s.cfg.Hostname, ports),
+			Identity:    instanceEnv(a, sup.node, sup.deps.hostname, ports),
 			Ports:       ports,
 			Node:        sup.node,
-			LogDir:      sup.s.logDir(),
-			LogMaxSize:  sup.s.cfg.LogMaxSize,
-			LogMaxFiles: sup.s.cfg.LogMaxFiles,
+			LogDir:      sup.deps.logDir,
+			LogMaxSize:  sup.deps.logMaxSize,
+			LogMaxFiles: sup.deps.logMaxFiles,
 			OnStatus:    sup.status.set,
-			OnStart:     func(pid int, startTime uint64) { sup.s.groups.Add(pid, startTime) },
-			OnExit:      sup.s.groups.Remove,
-			Logger:      sup.s.log,
+			OnStart:     func(pid int, startTime uint64) { sup.deps.groups.Add(pid, startTime) },
+			OnExit:      sup.deps.groups.Remove,
+			Logger:      sup.deps.log,
 		})
 	}
 }
@@ -88,7 +103,7 @@ func (sup *supervisor) has(svc, inst string) bool {
 func (sup *supervisor) stop(key string, r *runner) {
 	defer sup.wg.Done()
 	r.Stop(context.Background())
-	sup.s.ports.release(r.cfg.Ports)
+	sup.deps.ports.release(r.cfg.Ports)
 	st := r.Status()
 	sup.status.remove(st.Service, st.Instance)
 	sup.mu.Lock()
@@ -117,7 +132,7 @@ func (sup *supervisor) stopAll(ctx context.Context, kill bool) {
 			} else {
 				r.Stop(ctx)
 			}
-			sup.s.ports.release(r.cfg.Ports)
+			sup.deps.ports.release(r.cfg.Ports)
 		}()
 	}
 	wg.Wait()
