@@ -254,12 +254,19 @@ func BenchmarkFailover(b *testing.B) {
 // BenchmarkFootprint reports the resident memory (VmRSS) of a gdpm-slave
 // binary running 1000 `sleep` instances and of the gdpm-master binary that
 // scheduled them (the leader, on an etcd of the test process, so its RSS is
-// the master's alone). In -short mode: 50 instances.
+// the master's alone), the slave's threads and the time until all run. In
+// -short mode: 50 instances. GDPM_FOOTPRINT_INSTANCES sets another count
+// (bench/all.sh runs 10000 too); GDPM_FOOTPRINT_IDLE (a duration, "60s")
+// also reports the slave's CPU over that long once all run, idle.
 func BenchmarkFootprint(b *testing.B) {
 	n := 1000
 	if testing.Short() {
 		n = 50
 	}
+	if v, err := strconv.Atoi(os.Getenv("GDPM_FOOTPRINT_INSTANCES")); err == nil && v > 0 {
+		n = v
+	}
+	idle, _ := time.ParseDuration(os.Getenv("GDPM_FOOTPRINT_IDLE"))
 	masterBin, slaveBin := buildBinary(b, "gdpm-master"), buildBinary(b, "gdpm-slave")
 	for i := 0; i < b.N; i++ {
 		etcd, err := gdpm.StartEmbeddedEtcd(context.Background(), gdpm.EmbeddedEtcdConfig{Dir: b.TempDir(), UnsafeNoFsync: true})
@@ -289,15 +296,22 @@ func BenchmarkFootprint(b *testing.B) {
 			nodes, err := cl.Nodes(ctxT(b))
 			return err == nil && len(nodes.Ids) == 1, fmt.Sprint(nodes, err)
 		})
+		created := time.Now()
 		id, err := cl.CreateService(ctxT(b), gdpm.CreateRequest{Command: "sleep 1000", InstanceNum: &n})
 		if err != nil {
 			b.Fatal(err)
 		}
-		waitFor(b, 60*time.Second, fmt.Sprintf("%d running", n), func() (bool, string) {
+		waitFor(b, max(60*time.Second, time.Duration(n)*20*time.Millisecond), fmt.Sprintf("%d running", n), func() (bool, string) {
 			d, err := cl.Service(ctxT(b), id)
 			return err == nil && d.Running == n, fmt.Sprint(d.Running, err)
 		})
+		b.ReportMetric(time.Since(created).Seconds(), "s-to-all-running")
 		time.Sleep(500 * time.Millisecond) // let status batches and GC settle
+		if idle > 0 {
+			before := procCPU(b, sp.cmd.Process.Pid)
+			time.Sleep(idle)
+			b.ReportMetric(100*(procCPU(b, sp.cmd.Process.Pid)-before).Seconds()/idle.Seconds(), "slave-idle-cpu-%")
+		}
 		b.ReportMetric(procStatus(b, sp.cmd.Process.Pid, "VmRSS")/1024, "slave-MB")
 		b.ReportMetric(procStatus(b, mp.cmd.Process.Pid, "VmRSS")/1024, "master-MB")
 		// Threads show whether anything blocks one per instance (a wait
@@ -316,6 +330,19 @@ func BenchmarkFootprint(b *testing.B) {
 		mp.stop()
 		b.StartTimer()
 	}
+}
+
+// procCPU is the user and system CPU time pid has used, from
+// /proc/pid/stat (fields 14 and 15, in clock ticks of 1/100 s).
+func procCPU(b *testing.B, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // procStatus reads a number from /proc/pid/status: VmRSS in kB, Threads.

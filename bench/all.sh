@@ -11,5 +11,9 @@ mkdir -p bench/out
   # Launch, restart and footprint: 3 runs each; failover: 5 runs at the default 5 s lease.
   go test -run XXX -bench 'Launch|Restart|Footprint' -benchtime 3x -timeout 30m .
   go test -run XXX -bench Failover -benchtime 5x -timeout 30m .
+  # One slave with 10,000 sleep instances: RSS, threads, time until all
+  # run and the slave's CPU over 60 s of idling (about 3 minutes).
+  GDPM_FOOTPRINT_INSTANCES=10000 GDPM_FOOTPRINT_IDLE=60s \
+    go test -run XXX -bench Footprint -benchtime 1x -timeout 30m .
 } 2>&1 | tee bench/out/go-bench.txt
 bench/peers.sh
