@@ -210,7 +210,7 @@ func (sup *supervisor) reportUsage(ctx context.Context, cli *clientv3.Client, k 
 			if err != nil {
 				last = ""
 				if ctx.Err() == nil {
-					sup.s.log.Debug("usage report failed", "err", err)
+					sup.deps.log.Debug("usage report failed", "err", err)
 				}
 			} else {
 				last = string(val)
@@ -235,7 +235,7 @@ func (sup *supervisor) sampleUsage(sampler *usageSampler, now time.Time) NodeUsa
 		}
 	}
 	sup.mu.Unlock()
-	u := NodeUsage{Node: sup.node, Hostname: sup.s.cfg.Hostname, Instances: map[string]InstanceUsage{}, Cgroups: cgroupVersion()}
+	u := NodeUsage{Node: sup.node, Hostname: sup.deps.hostname, Instances: map[string]InstanceUsage{}, Cgroups: cgroupVersion()}
 	for pgid, iu := range sampler.sample(pgids, now) {
 		// Rounded, so that an idle instance's record does not change
 		// with every sample's noise.
