@@ -75,6 +75,27 @@ const IdempotencyKeyTTL = 24 * time.Hour
 // MaxIdempotencyKey is the longest Idempotency-Key accepted, in bytes.
 const MaxIdempotencyKey = 255
 
+// DefaultUsageInterval is how often a slave samples its instances' CPU and
+// memory and reports them (SlaveConfig.UsageInterval).
+const DefaultUsageInterval = 5 * time.Second
+
+// Supervision defaults and bounds.
+const (
+	DefaultRestartWindow = time.Minute
+	DefaultCheckInterval = 10 * time.Second
+	DefaultCheckTimeout  = 2 * time.Second
+	DefaultCheckFailures = 3
+	// DefaultCheckGrace is how long after a start a failing check does
+	// not count: a program needs a moment to listen.
+	DefaultCheckGrace = 5 * time.Second
+	// MinCPULimit is the smallest CPULimit: below a hundredth of a core
+	// the kernel's quota periods make little sense.
+	MinCPULimit = 0.01
+	// MinMemoryLimit is the smallest MemoryLimit: below it not even a
+	// shell starts.
+	MinMemoryLimit = 1 << 20
+)
+
 // MaxNameLen is the longest service name.
 const MaxNameLen = 63
 

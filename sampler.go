@@ -14,10 +14,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// DefaultUsageInterval is how often a slave samples its instances' CPU and
-// memory and reports them (SlaveConfig.UsageInterval).
-const DefaultUsageInterval = 5 * time.Second
-
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100
 // on every Linux architecture Go supports (the kernel hides its real HZ
 // behind it).

@@ -41,23 +41,6 @@ type Supervision struct {
 	Rlimits map[string]uint64 `json:"Rlimits,omitempty"`
 }
 
-// Supervision defaults and bounds.
-const (
-	DefaultRestartWindow = time.Minute
-	DefaultCheckInterval = 10 * time.Second
-	DefaultCheckTimeout  = 2 * time.Second
-	DefaultCheckFailures = 3
-	// DefaultCheckGrace is how long after a start a failing check does
-	// not count: a program needs a moment to listen.
-	DefaultCheckGrace = 5 * time.Second
-	// MinCPULimit is the smallest CPULimit: below a hundredth of a core
-	// the kernel's quota periods make little sense.
-	MinCPULimit = 0.01
-	// MinMemoryLimit is the smallest MemoryLimit: below it not even a
-	// shell starts.
-	MinMemoryLimit = 1 << 20
-)
-
 // HealthCheck says how a slave checks that an instance works. Exactly one of
 // Exec, HTTP and TCP is set; ${VAR} and $VAR in it are expanded from the
 // instance's environment (GDPM_PORT_HTTP, say).
