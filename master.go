@@ -161,6 +161,7 @@ type Master struct {
 	httpLn  net.Listener
 	tcpLn   net.Listener
 	httpSrv *http.Server
+	fresh   freshConns // httpSrv's connections with no request yet
 	leader  atomic.Bool
 	metrics *masterMetrics
 	cors    map[string]bool // allowed origins, normalized
@@ -268,6 +269,7 @@ func (m *Master) Start(ctx context.Context) error {
 	}
 	m.cli, m.httpLn, m.tcpLn, m.sec = cli, httpLn, tcpLn, sec
 	m.httpSrv = m.cfg.Limits.httpServer(m.Handler(), m.log)
+	m.fresh.track(m.httpSrv)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel, m.runCtx = cancel, runCtx
 	m.started = true
@@ -413,6 +415,8 @@ func (m *Master) Close() error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	m.httpSrv.SetKeepAlivesEnabled(false)
+	m.fresh.closeAll()
 	err := m.httpSrv.Shutdown(sctx)
 	if err != nil {
 		m.httpSrv.Close()
