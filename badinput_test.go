@@ -27,6 +27,28 @@ func (c *cluster) etcdRev() int64 {
 		c.t.Fatal(err)
 	}
 	defer cli.Close()
+	// A master's campaign writes its election key soon after Start; on a
+	// loaded machine that write can land inside the window a test
+	// asserts unchanged (seen: revision 2 -> 3 around an idempotent
+	// retry). Every master's key is there before the first reading.
+	waitFor(c.t, 20*time.Second, "every master's election key", func() (bool, string) {
+		resp, err := cli.Get(ctxT(c.t), "", clientv3.WithPrefix())
+		if err != nil {
+			return false, err.Error()
+		}
+		campaigned := map[string]bool{}
+		for _, kv := range resp.Kvs {
+			if strings.Contains(string(kv.Key), "election/") {
+				campaigned[string(kv.Value)] = true
+			}
+		}
+		for _, m := range c.masters {
+			if !campaigned[m.ID()] {
+				return false, "no election key for master " + m.ID()
+			}
+		}
+		return true, ""
+	})
 	resp, err := cli.Get(ctxT(c.t), "/", clientv3.WithCountOnly())
 	if err != nil {
 		c.t.Fatal(err)
