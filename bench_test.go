@@ -307,12 +307,13 @@ func BenchmarkFootprint(b *testing.B) {
 		})
 		b.ReportMetric(time.Since(created).Seconds(), "s-to-all-running")
 		time.Sleep(500 * time.Millisecond) // let status batches and GC settle
+		b.ReportMetric(procStatus(b, sp.cmd.Process.Pid, "VmRSS")/1024, "slave-MB")
 		if idle > 0 {
 			before := procCPU(b, sp.cmd.Process.Pid)
 			time.Sleep(idle)
 			b.ReportMetric(100*(procCPU(b, sp.cmd.Process.Pid)-before).Seconds()/idle.Seconds(), "slave-idle-cpu-%")
+			b.ReportMetric(procStatus(b, sp.cmd.Process.Pid, "VmRSS")/1024, "slave-MB-after-idle")
 		}
-		b.ReportMetric(procStatus(b, sp.cmd.Process.Pid, "VmRSS")/1024, "slave-MB")
 		b.ReportMetric(procStatus(b, mp.cmd.Process.Pid, "VmRSS")/1024, "master-MB")
 		// Threads show whether anything blocks one per instance (a wait
 		// per process did, before the epoll loop).
