@@ -125,6 +125,8 @@ type InstanceInfo struct {
 	// Health is the health check's verdict: none, starting, healthy,
 	// unhealthy (empty while it does not run).
 	Health Health `json:"Health,omitempty"`
+	// HealthError is why the last check failed, while Health is unhealthy.
+	HealthError string `json:"HealthError,omitempty"`
 	// CPU is the instance's CPU use in percent of one core, RSS the
 	// resident memory of its whole process group in bytes, as its slave
 	// last sampled them (usage.go); zero when not known.

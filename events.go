@@ -481,7 +481,7 @@ func healthEvent(prev, cur InstanceStatus, e Event, out []Event) []Event {
 	case HealthHealthy:
 		e.Type = EventInstanceHealthy
 	case HealthUnhealthy:
-		e.Type = EventInstanceUnhealthy
+		e.Type, e.Message = EventInstanceUnhealthy, cur.HealthError
 	default:
 		return out
 	}

@@ -183,6 +183,8 @@ type InstanceStatus struct {
 	Ports map[string]int `json:"Ports,omitempty"`
 	// Health is the health check's verdict (HealthNone without a check).
 	Health Health `json:"Health,omitempty"`
+	// HealthError is why the last check failed, while Health is unhealthy.
+	HealthError string `json:"HealthError,omitempty"`
 	// LastError is how the instance last went down on its own (exit
 	// code 3, killed by signal 9, oom, unhealthy, restart limit) or
 	// why it could not start, kept across restarts; LastErrorAt is when.

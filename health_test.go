@@ -69,6 +69,9 @@ func TestExecHealthCheckReplacesUnhealthyInstance(t *testing.T) {
 			t.Fatalf("events: %v (still waiting for %v)", err, want)
 		}
 		if ev.Service == id && ev.Type == want[0] {
+			if ev.Type == gdpm.EventInstanceUnhealthy && !strings.Contains(ev.Message, "test -e") {
+				t.Errorf("unhealthy event without the failing check: %+v", ev)
+			}
 			want = want[1:]
 		}
 	}
@@ -103,7 +106,14 @@ func TestHTTPHealthCheckOnNamedPort(t *testing.T) {
 	})
 	d = c.waitStatus(bad, gdpm.ServiceDegraded)
 	in := d.Instances[0]
-	if in.Health != gdpm.HealthUnhealthy || in.State != gdpm.StateRunning || in.Restarts != 0 {
+	if in.Health != gdpm.HealthUnhealthy || in.State != gdpm.StateRunning || in.Restarts != 0 || !strings.Contains(in.HealthError, "404") {
 		t.Errorf("OnUnhealthy none: %+v", in)
 	}
+	// A tcp check on the same port: healthy while it listens.
+	tcp := c.createReq(gdpm.CreateRequest{Command: gdpm.ProgramForTests() + " listen GDPM_PORT_TCP", Ports: []string{"tcp"},
+		Supervision: gdpm.Supervision{Check: &gdpm.HealthCheck{TCP: "127.0.0.1:$GDPM_PORT_TCP", Interval: gdpm.Duration(100 * time.Millisecond)}}})
+	waitFor(t, 20*time.Second, "the tcp check healthy", func() (bool, string) {
+		d, _ = c.client.Service(ctxT(t), tcp)
+		return len(d.Instances) == 1 && d.Instances[0].Health == gdpm.HealthHealthy, fmt.Sprintf("%+v", d.Instances)
+	})
 }

@@ -212,7 +212,7 @@ var errUnhealthy = errors.New("unhealthy")
 // the process is to be replaced. Called from the runner's goroutine.
 func (r *runner) onHealth(v healthVerdict, p *child) (replace bool) {
 	r.mu.Lock()
-	r.health = v.health
+	r.health, r.healthError = v.health, v.reason
 	st := r.status
 	r.mu.Unlock()
 	if v.health == HealthUnhealthy {

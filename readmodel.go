@@ -198,7 +198,7 @@ func (t instanceTable) info(svc, inst string) InstanceInfo {
 	if st, ok := t.status[svc+"/"+inst]; ok && st.Node == node {
 		in.State, in.PID, in.ExitCode, in.Restarts, in.StartedAt, in.Error, in.Ports =
 			st.State, st.PID, st.ExitCode, st.Restarts, st.StartedAt, st.Error, st.Ports
-		in.Health, in.LastError, in.LastErrorAt = st.Health, st.LastError, st.LastErrorAt
+		in.Health, in.HealthError, in.LastError, in.LastErrorAt = st.Health, st.HealthError, st.LastError, st.LastErrorAt
 		if u, ok := t.usage[svc+"/"+inst]; ok && u.PID == st.PID {
 			in.CPU, in.RSS = u.CPU, u.RSS
 		}

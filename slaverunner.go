@@ -107,6 +107,7 @@ type runner struct {
 	lastError   string
 	lastErrorAt time.Time
 	health      Health
+	healthError string // why the last check failed, while unhealthy
 }
 
 // startRunner starts supervising cfg's instance and returns at once.
@@ -190,6 +191,9 @@ func (r *runner) emit(st InstanceStatus) {
 	st.Service, st.Instance, st.Node, st.Ports = a.Service, a.Instance, r.cfg.Node, r.cfg.Ports
 	r.mu.Lock()
 	st.LastError, st.LastErrorAt, st.Health = r.lastError, r.lastErrorAt, r.healthLocked(st.State)
+	if st.Health == HealthUnhealthy {
+		st.HealthError = r.healthError
+	}
 	r.status = st
 	r.mu.Unlock()
 	if r.cfg.OnStatus != nil && !r.fenced.Load() {
@@ -237,7 +241,7 @@ func (r *runner) run() {
 			continue
 		}
 		r.mu.Lock()
-		r.health = "" // a new process: no verdict yet
+		r.health, r.healthError = "", "" // a new process: no verdict yet
 		r.mu.Unlock()
 		r.log.Info("started", "pid", p.pid, "restarts", restarts)
 		r.emit(InstanceStatus{State: StateRunning, PID: p.pid, StartedAt: p.started, Restarts: restarts})
