@@ -1,6 +1,7 @@
 package gdpm
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -423,6 +424,20 @@ func (d *eventDeriver) status(ev *clientv3.Event, f revisionFacts, svc, inst str
 	}
 	same := hasPrev && prev.State == cur.State && prev.Restarts == cur.Restarts
 	e.Node, e.Restarts = cur.Node, cur.Restarts
+	if unhealthyNews(hasPrev, prev, cur) {
+		// Reported from whichever status shows the verdict first: the
+		// slave writes only an instance's latest status, so the
+		// unhealthy one can arrive merged with the replacement's stop.
+		u := e
+		u.Type, u.PID, u.Restarts, u.Message = EventInstanceUnhealthy, cur.PID, cur.Restarts, cur.HealthError
+		if u.Message == "" {
+			u.Message = cmp.Or(cur.Error, cur.LastError)
+		}
+		if hasPrev && u.PID == 0 {
+			u.PID = prev.PID
+		}
+		out = append(out, u)
+	}
 	switch cur.State {
 	case StateRunning:
 		if hasPrev && prev.State == StateRunning {
@@ -477,16 +492,34 @@ func healthEvent(prev, cur InstanceStatus, e Event, out []Event) []Event {
 	if prev.Health == cur.Health || prev.PID != cur.PID {
 		return out
 	}
-	switch cur.Health {
-	case HealthHealthy:
-		e.Type = EventInstanceHealthy
-	case HealthUnhealthy:
-		e.Type, e.Message = EventInstanceUnhealthy, cur.HealthError
-	default:
-		return out
+	if cur.Health != HealthHealthy {
+		return out // unhealthy: unhealthyNews reported it
 	}
+	e.Type = EventInstanceHealthy
 	e.PID = cur.PID
 	return append(out, e)
+}
+
+// unhealthyShown reports whether a status shows an unhealthy verdict: the
+// running (or stopping) process's health, or the error of the exit that
+// replaced it.
+func unhealthyShown(st InstanceStatus) bool {
+	return st.Health == HealthUnhealthy ||
+		(st.State == StateBackoff || st.State == StateExited) && strings.HasPrefix(st.Error, "unhealthy")
+}
+
+// unhealthyNews reports whether cur tells of an unhealthy verdict that
+// prev did not: one per run of the process.
+func unhealthyNews(hasPrev bool, prev, cur InstanceStatus) bool {
+	prevShown := hasPrev && unhealthyShown(prev)
+	switch {
+	case unhealthyShown(cur):
+		return !prevShown || prev.Restarts != cur.Restarts
+	case cur.State == StateRunning && hasPrev && cur.Restarts > prev.Restarts:
+		// Running again after a replacement no status showed.
+		return !prevShown && strings.HasPrefix(cur.LastError, "unhealthy") && !cur.LastErrorAt.Before(prev.StartedAt)
+	}
+	return false
 }
 
 // withErr is msg, followed by a slave's error text when there is one.

@@ -22,7 +22,7 @@ func TestExecHealthCheckReplacesUnhealthyInstance(t *testing.T) {
 	if err := os.WriteFile(flag, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a missing event fails, not hangs
 	defer cancel()
 	events, err := c.client.Events(ctx, 0)
 	if err != nil {

@@ -74,8 +74,8 @@ func (r *runner) healthLocked(st InstanceState) Health {
 	if r.cfg.Assignment.Spec.Check == nil {
 		return HealthNone
 	}
-	if st != StateRunning {
-		return "" // a verdict is about a running process
+	if st != StateRunning && st != StateStopping {
+		return "" // a verdict is about a live process
 	}
 	if r.health == "" {
 		return HealthStarting
