@@ -221,12 +221,23 @@ const (
 // LogLine is one line of GET /service/:id/logs: one line an instance wrote,
 // without its newline. A line longer than MaxLogLine is cut into pieces of
 // that size, each its own LogLine.
+//
+// Time is when the slave captured the line (read it from the instance's
+// pipe); it never goes back within one stream. It is the zero time for
+// lines written by a gdpm that did not record times yet.
+//
+// Mark is set on a marker line, which the slave adds to the stdout stream
+// where an instance's process started ("started", Line says the pid) or
+// ended ("exited", Line says the exit code; 128+N for signal N): a restart
+// shows as an exited marker followed by a started one.
 type LogLine struct {
 	Service  string        `json:"Service"`
 	Instance string        `json:"Instance"`
 	Node     string        `json:"Node"`
 	Stream   LogStreamName `json:"Stream"`
 	Line     string        `json:"Line"`
+	Time     time.Time     `json:"Time,omitzero"`
+	Mark     string        `json:"Mark,omitempty"`
 }
 
 // RevisionHeader, in the answer to GET /events, is the etcd revision the

@@ -2,6 +2,7 @@ package gdpm
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -71,8 +72,9 @@ func (m *Master) handleServiceLogs(w http.ResponseWriter, r *http.Request, p htt
 	defer closeAll(bodies)
 	var wg sync.WaitGroup
 	errs := make([]error, len(sources))
+	marked := make([]bool, len(sources))
 	for i, src := range sources {
-		wg.Go(func() { bodies[i], errs[i] = m.openNodeLogs(ctx, src, lq) })
+		wg.Go(func() { bodies[i], marked[i], errs[i] = m.openNodeLogs(ctx, src, lq) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -81,23 +83,80 @@ func (m *Master) handleServiceLogs(w http.ResponseWriter, r *http.Request, p htt
 			return
 		}
 	}
-	out := newLogRelay(w)
-	if !lq.follow {
-		for _, b := range bodies {
-			if !out.copy(b) {
-				return
-			}
+	// The tails of every node, merged by time: the last lq.tail of all.
+	scanners := make([]*bufio.Scanner, len(bodies))
+	tails := make([][]timedLine, len(bodies))
+	for i, b := range bodies {
+		scanners[i] = newLogScanner(b)
+		if !lq.follow || marked[i] {
+			wg.Go(func() { tails[i] = readTail(scanners[i]) })
 		}
+	}
+	wg.Wait()
+	out := newLogRelay(w)
+	for _, l := range mergeTails(tails, lq.tail) {
+		if !out.send(l.line) {
+			return
+		}
+	}
+	if !lq.follow {
 		return
 	}
 	for i, b := range bodies {
-		out.add(b, pairsOf(sources[i]))
+		out.add(b, scanners[i], pairsOf(sources[i]))
 	}
 	m.followPlacements(ctx, svc, lq, rev, out)
 	// Closing the streams ends their relays.
 	cancel()
 	out.closeStreams()
 	out.wait()
+}
+
+// timedLine is one line of a slave's answer (with its newline) and the
+// time it carries.
+type timedLine struct {
+	t    time.Time
+	line []byte
+}
+
+func newLogScanner(body io.Reader) *bufio.Scanner {
+	sc := bufio.NewScanner(body)
+	// A line is at most MaxLogLine bytes, more once escaped as JSON.
+	sc.Buffer(make([]byte, 0, 64<<10), 8*MaxLogLine)
+	return sc
+}
+
+// readTail reads a slave's tail: to the end of the answer, or to the
+// logTailEnd line of a follow.
+func readTail(sc *bufio.Scanner) []timedLine {
+	var out []timedLine
+	for sc.Scan() {
+		b := sc.Bytes()
+		if bytes.Equal(b, logTailEnd) {
+			break
+		}
+		if len(b) == 0 {
+			continue
+		}
+		var l struct{ Time time.Time }
+		json.Unmarshal(b, &l) // a line without a time sorts first
+		out = append(out, timedLine{t: l.Time, line: append(bytes.Clone(b), '\n')})
+	}
+	return out
+}
+
+// mergeTails merges the nodes' tails (each in time order) by time and
+// keeps the last n; lines of equal time keep node order.
+func mergeTails(tails [][]timedLine, n int) []timedLine {
+	var all []timedLine
+	for _, t := range tails {
+		all = append(all, t...)
+	}
+	slices.SortStableFunc(all, func(a, b timedLine) int { return a.t.Compare(b.t) })
+	if len(all) > n {
+		all = all[len(all)-n:]
+	}
+	return all
 }
 
 // followPlacements opens a stream for every instance placed on a node
@@ -130,12 +189,12 @@ func (m *Master) followPlacements(ctx context.Context, svc string, lq logQuery, 
 				if src.addr, ok = m.nodeLogAddr(ctx, node); !ok {
 					continue
 				}
-				b, err := m.openNodeLogs(ctx, src, lq)
+				b, _, err := m.openNodeLogs(ctx, src, lq)
 				if err != nil {
 					m.log.Warn("logs: cannot follow a new instance", "service", svc, "instance", inst, "err", err)
 					continue
 				}
-				out.add(b, pairsOf(src))
+				out.add(b, newLogScanner(b), pairsOf(src))
 			}
 		}
 	}
@@ -212,11 +271,13 @@ func (o *logRelay) send(line []byte) bool {
 	return !o.broken
 }
 
-// copy relays body to its end; false once the client is gone.
-func (o *logRelay) copy(body io.Reader) bool {
-	sc := bufio.NewScanner(body)
-	sc.Buffer(make([]byte, 0, 64<<10), 8*MaxLogLine)
+// copy relays a stream to its end; false once the client is gone. A
+// new instance's tail is relayed as it comes, without its logTailEnd.
+func (o *logRelay) copy(sc *bufio.Scanner) bool {
 	for sc.Scan() {
+		if bytes.Equal(sc.Bytes(), logTailEnd) {
+			continue
+		}
 		if !o.send(append(sc.Bytes(), '\n')) {
 			return false
 		}
@@ -226,7 +287,7 @@ func (o *logRelay) copy(body io.Reader) bool {
 
 // add relays a follow stream on its own goroutine until it ends; pairs
 // are the node/instance pairs it carries, followed while it lasts.
-func (o *logRelay) add(body io.ReadCloser, pairs []string) {
+func (o *logRelay) add(body io.ReadCloser, sc *bufio.Scanner, pairs []string) {
 	o.mu.Lock()
 	o.streams[body] = pairs
 	for _, p := range pairs {
@@ -234,7 +295,7 @@ func (o *logRelay) add(body io.ReadCloser, pairs []string) {
 	}
 	o.mu.Unlock()
 	o.wg.Go(func() {
-		o.copy(body)
+		o.copy(sc)
 		body.Close()
 		o.mu.Lock()
 		for _, p := range o.streams[body] {
@@ -318,8 +379,9 @@ func (m *Master) logSources(r *http.Request, svc string, only []string) ([]logSo
 	return out, rev, nil
 }
 
-// openNodeLogs asks one slave for its lines.
-func (m *Master) openNodeLogs(ctx context.Context, src logSource, lq logQuery) (io.ReadCloser, error) {
+// openNodeLogs asks one slave for its lines; marked says that a follow
+// ends its tail with logTailEnd (a slave before capture times does not).
+func (m *Master) openNodeLogs(ctx context.Context, src logSource, lq logQuery) (_ io.ReadCloser, marked bool, _ error) {
 	q := url.Values{"tail": {strconv.Itoa(lq.tail)}}
 	for _, inst := range src.instances {
 		q.Add("instance", inst)
@@ -330,21 +392,21 @@ func (m *Master) openNodeLogs(ctx context.Context, src logSource, lq logQuery) (
 	u := url.URL{Scheme: m.logScheme(), Host: src.addr, Path: "/logs/" + src.service, RawQuery: q.Encode()}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("gdpm: logs of node %s: %w", src.node, err)
+		return nil, false, fmt.Errorf("gdpm: logs of node %s: %w", src.node, err)
 	}
 	if m.cfg.Token != "" && m.sec == nil {
 		req.Header.Set("Authorization", "Bearer "+m.cfg.Token)
 	}
 	resp, err := m.logClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("gdpm: logs of node %s at %s: %v: %w", src.node, src.addr, err, ErrUnavailable)
+		return nil, false, fmt.Errorf("gdpm: logs of node %s at %s: %v: %w", src.node, src.addr, err, ErrUnavailable)
 	}
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		resp.Body.Close()
-		return nil, fmt.Errorf("gdpm: logs of node %s: %s: %s: %w", src.node, resp.Status, b, ErrUnavailable)
+		return nil, false, fmt.Errorf("gdpm: logs of node %s: %s: %s: %w", src.node, resp.Status, b, ErrUnavailable)
 	}
-	return resp.Body, nil
+	return resp.Body, resp.Header.Get(logTailEndHeader) != "", nil
 }
 
 func closeAll(bodies []io.ReadCloser) {

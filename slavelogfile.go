@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // instanceLogs are the two log files of one instance, kept across its
@@ -42,6 +43,16 @@ func newInstanceLogs(dir, svc, inst string, maxSize int64, maxFiles int) (*insta
 	return &instanceLogs{out: newRotatingFile(out, maxSize, maxFiles), err: newRotatingFile(errPath, maxSize, maxFiles)}, nil
 }
 
+// markStart and markExit record a process start (its pid) and exit (its
+// code) in the stdout index (logindex.go), where the output stands.
+func (l *instanceLogs) markStart(pid int) error {
+	return l.out.mark(logRecStarted, int32(pid), time.Now())
+}
+
+func (l *instanceLogs) markExit(code int) error {
+	return l.out.mark(logRecExited, int32(code), time.Now())
+}
+
 func (l *instanceLogs) Close() {
 	if l != nil {
 		l.out.Close()
@@ -60,19 +71,25 @@ type rotatingFile struct {
 	maxSize  int64
 	maxFiles int
 
-	mu   sync.Mutex
-	f    *os.File
-	size int64
+	mu    sync.Mutex
+	f     *os.File
+	size  int64
+	idx   *os.File // PATH.idx (logindex.go); nil: times are not kept
+	lastT int64    // the latest time recorded, so times never go back
 }
 
 func newRotatingFile(path string, maxSize int64, maxFiles int) *rotatingFile {
 	return &rotatingFile{path: path, maxSize: max(maxSize, 1), maxFiles: max(maxFiles, 1)}
 }
 
-// Write appends p, rotating as needed. It always consumes all of p: a
-// write error drops the data (the instance must not block on a full disk)
-// and is returned so the caller can log it.
-func (w *rotatingFile) Write(p []byte) (int, error) {
+// Write appends p, captured now: the pumps (internal/proc) write each read
+// of a pipe at once, so now is when it was read.
+func (w *rotatingFile) Write(p []byte) (int, error) { return w.writeAt(p, time.Now()) }
+
+// writeAt appends p, captured at t, rotating as needed. It always consumes
+// all of p: a write error drops the data (the instance must not block on
+// a full disk) and is returned so the caller can log it.
+func (w *rotatingFile) writeAt(p []byte, t time.Time) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := len(p)
@@ -101,6 +118,7 @@ func (w *rotatingFile) Write(p []byte) (int, error) {
 			}
 		}
 		if len(chunk) > 0 {
+			w.record(logRecData, 0, t)
 			m, err := w.f.Write(chunk)
 			w.size += int64(m)
 			if err != nil {
@@ -131,18 +149,59 @@ func (w *rotatingFile) open() error {
 		return fmt.Errorf("gdpm: log: %w", err)
 	}
 	w.f, w.size = f, fi.Size()
+	// Without its index the log still works, only without times.
+	w.idx, _ = openIndexFor(w.path, f)
 	return nil
+}
+
+// record appends an index record at the current end of the file. Times
+// never go back within a stream, even when the wall clock does.
+func (w *rotatingFile) record(kind uint32, arg int32, t time.Time) {
+	if w.idx == nil {
+		return
+	}
+	w.lastT = max(w.lastT, t.UnixNano())
+	var b [logRecSize]byte
+	logRecord{off: w.size, t: w.lastT, kind: kind, arg: arg}.encode(b[:])
+	w.idx.Write(b[:])
+}
+
+// mark records a start or exit marker (logindex.go) at the current end of
+// the output, opening the file when nothing was written yet.
+func (w *rotatingFile) mark(kind uint32, arg int32, t time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		if err := w.open(); err != nil {
+			return err
+		}
+	}
+	w.record(kind, arg, t)
+	return nil
+}
+
+func (w *rotatingFile) closeFiles() error {
+	if w.idx != nil {
+		w.idx.Close()
+		w.idx = nil
+	}
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	w.f, w.size = nil, 0
+	return err
 }
 
 // rotate closes the current file and shifts PATH.i to PATH.i+1, dropping
 // the oldest. The current file is complete before it is renamed, which is
 // what lets a reader that follows PATH finish the old file first.
 func (w *rotatingFile) rotate() error {
-	if w.f != nil {
-		w.f.Close()
-		w.f, w.size = nil, 0
-	}
+	w.closeFiles()
 	if w.maxFiles == 1 {
+		// The index starts afresh with the file (its header would still
+		// match the truncated file's inode).
+		os.Remove(indexPath(w.path))
 		if err := os.Truncate(w.path, 0); err != nil && !os.IsNotExist(err) {
 			return fmt.Errorf("gdpm: log rotate: %w", err)
 		}
@@ -150,6 +209,12 @@ func (w *rotatingFile) rotate() error {
 	}
 	for i := w.maxFiles - 1; i >= 1; i-- {
 		err := os.Rename(rotatedName(w.path, i-1), rotatedName(w.path, i))
+		if err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("gdpm: log rotate: %w", err)
+		}
+		// The index follows its file; its header names the file, so a
+		// reader between the two renames still finds the right one.
+		err = os.Rename(indexPath(rotatedName(w.path, i-1)), indexPath(rotatedName(w.path, i)))
 		if err != nil && !os.IsNotExist(err) {
 			return fmt.Errorf("gdpm: log rotate: %w", err)
 		}
@@ -161,12 +226,7 @@ func (w *rotatingFile) rotate() error {
 func (w *rotatingFile) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.f == nil {
-		return nil
-	}
-	err := w.f.Close()
-	w.f, w.size = nil, 0
-	return err
+	return w.closeFiles()
 }
 
 // rotatedName is PATH for i = 0 and PATH.i for older files.

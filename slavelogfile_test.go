@@ -75,7 +75,7 @@ func TestLogCursorTailAndFollowAcrossRotation(t *testing.T) {
 		t.Fatalf("no rotation happened: %v", err)
 	}
 	var got []string
-	emit := func(b []byte) { got = append(got, string(b)) }
+	emit := func(it logItem) { got = append(got, string(it.line)) }
 	fmt.Fprint(w, "partial")
 	c, err := openLogCursor(path, 30, emit)
 	if err != nil {
@@ -108,12 +108,12 @@ func TestLogCursorTailAndFollowAcrossRotation(t *testing.T) {
 
 // A huge tail from a missing log is empty, not an error.
 func TestLogCursorMissingFile(t *testing.T) {
-	c, err := openLogCursor(filepath.Join(t.TempDir(), "nothing"), 100, func([]byte) { t.Error("emitted a line") })
+	c, err := openLogCursor(filepath.Join(t.TempDir(), "nothing"), 100, func(logItem) { t.Error("emitted a line") })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.poll(func([]byte) { t.Error("emitted a line") }); err != nil {
+	if err := c.poll(func(logItem) { t.Error("emitted a line") }); err != nil {
 		t.Fatal(err)
 	}
 }

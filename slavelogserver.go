@@ -2,6 +2,8 @@ package gdpm
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -189,9 +191,33 @@ func (ls *logServer) instancesOf(svc string) []string {
 	return ids
 }
 
-// streamLogs writes the tail of each instance's stdout then stderr, in
-// instance order, then with follow the new lines of all of them as they
-// come, until ctx ends.
+// logTailEnd is the line a slave sends after the tail of a follow (when
+// it set the logTailEndHeader), so that a master can merge the tails of
+// several nodes by time before it relays their new lines. No LogLine
+// encodes to it.
+var logTailEnd = []byte(`{"TailEnd":true}`)
+
+const logTailEndHeader = "Gdpm-Log-Tail-End"
+
+// taggedItem is a logItem of one instance's stream.
+type taggedItem struct {
+	logItem
+	inst   string
+	stream LogStreamName
+}
+
+// sortByTime orders items by capture time; items of equal time keep their
+// order (a stream's own order, then instance and stream order).
+func sortByTime(items []taggedItem) {
+	slices.SortStableFunc(items, func(a, b taggedItem) int { return cmp.Compare(a.t, b.t) })
+}
+
+// streamLogs writes the last lq.tail lines of the instances' streams (the
+// newest by capture time, across every instance and stream), oldest first;
+// then with follow the new lines of all of them as they come, until ctx
+// ends. A follow orders the lines of each poll by time: lines captured
+// within one logPollInterval of each other may come out of order when
+// they arrive in different polls, never otherwise.
 func streamLogs(ctx context.Context, w http.ResponseWriter, node, dir, svc string, insts []string, lq logQuery) {
 	rc := http.NewResponseController(w)
 	if lq.follow {
@@ -200,23 +226,39 @@ func streamLogs(ctx context.Context, w http.ResponseWriter, node, dir, svc strin
 	defer rc.SetWriteDeadline(time.Time{})
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-cache")
+	if lq.follow {
+		w.Header().Set(logTailEndHeader, "1")
+	}
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
 	var failed error
 	sent := 0
-	emitter := func(inst string, s LogStreamName) func([]byte) {
-		return func(b []byte) {
-			if failed == nil {
-				failed = enc.Encode(LogLine{Service: svc, Instance: inst, Node: node, Stream: s, Line: string(b)})
-				sent++
+	send := func(items []taggedItem) {
+		sortByTime(items)
+		for _, it := range items {
+			if failed != nil {
+				return
 			}
+			l := LogLine{Service: svc, Instance: it.inst, Node: node, Stream: it.stream, Line: string(it.line), Mark: it.mark}
+			if it.t != 0 {
+				l.Time = time.Unix(0, it.t).UTC()
+			}
+			failed = enc.Encode(l)
+			sent++
+		}
+	}
+	var batch []taggedItem
+	collector := func(inst string, s LogStreamName) func(logItem) {
+		return func(it logItem) {
+			it.line = bytes.Clone(it.line) // the cursor reuses its buffers
+			batch = append(batch, taggedItem{it, inst, s})
 		}
 	}
 	type followed struct {
 		c    *logCursor
-		emit func([]byte)
+		emit func(logItem)
 	}
 	var cursors []followed
 	defer func() {
@@ -230,24 +272,30 @@ func streamLogs(ctx context.Context, w http.ResponseWriter, node, dir, svc strin
 			if err != nil {
 				continue
 			}
-			emit := emitter(inst, s)
+			emit := collector(inst, s)
 			c, err := openLogCursor(path, lq.tail, emit)
 			if err != nil {
 				continue // unreadable: as if empty
 			}
 			if !lq.follow {
 				// The unfinished last line belongs to a finished answer.
-				if c.f != nil {
-					c.readNew(emit)
-				}
-				if len(c.partial) > 0 {
-					emitLine(c.partial, emit)
-				}
+				c.finish(emit)
 				c.Close()
 				continue
 			}
 			cursors = append(cursors, followed{c, emit})
 		}
+	}
+	// Each stream gave its last lq.tail: the last lq.tail of them all.
+	sortByTime(batch)
+	if len(batch) > lq.tail {
+		batch = batch[len(batch)-lq.tail:]
+	}
+	send(batch)
+	batch = nil
+	if lq.follow && failed == nil {
+		bw.Write(logTailEnd)
+		bw.WriteByte('\n')
 	}
 	flush := func() bool {
 		rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
@@ -265,12 +313,14 @@ func streamLogs(ctx context.Context, w http.ResponseWriter, node, dir, svc strin
 			return
 		case <-tick.C:
 		}
-		before := sent
 		for _, f := range cursors {
 			f.c.poll(f.emit) // an unreadable file is as if empty, and may heal
 		}
+		n := len(batch)
+		send(batch)
+		batch = batch[:0]
 		switch {
-		case sent != before:
+		case n > 0:
 			idle = time.Now()
 		case time.Since(idle) >= logHeartbeat:
 			bw.WriteByte('\n')

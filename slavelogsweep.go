@@ -58,9 +58,10 @@ func sweepLogDir(dir string, retention time.Duration, now time.Time, active func
 	return removed
 }
 
-// logFileInstance parses INSTANCE.stdout, INSTANCE.stderr and their
-// rotated INSTANCE.stdout.N.
+// logFileInstance parses INSTANCE.stdout, INSTANCE.stderr, their rotated
+// INSTANCE.stdout.N and the indexes beside them (FILE.idx).
 func logFileInstance(name string) (string, bool) {
+	name = strings.TrimSuffix(name, ".idx")
 	if i := strings.LastIndexByte(name, '.'); i > 0 {
 		if _, err := strconv.Atoi(name[i+1:]); err == nil {
 			name = name[:i]

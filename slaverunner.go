@@ -369,6 +369,7 @@ type child struct {
 	onExit    func(pid int)
 	exitReady <-chan struct{} // closed when the leader has exited, unreaped
 	pumps     *proc.Pumps     // its output's pumps; nil when discarded
+	logs      *instanceLogs   // where its start and exit are marked; nil when discarded
 }
 
 type exitResult struct {
@@ -432,6 +433,11 @@ func (r *runner) start() (*child, error) {
 	}
 	p := &child{pid: cmd.Process.Pid, started: time.Now(), cmd: cmd, onExit: r.cfg.OnExit, pumps: pp}
 	if pp != nil {
+		p.logs = r.logs
+		// Before any output is read, so the marker precedes it.
+		if err := r.logs.markStart(p.pid); err != nil {
+			r.log.Warn("log capture", "err", err)
+		}
 		pp.Start(func(err error) { r.log.Warn("log capture", "err", err) })
 	}
 	// Read before the waiter may reap it, so the pid cannot be reused yet.
@@ -472,6 +478,7 @@ func (p *child) reap() exitResult {
 	proc.KillGroupsUntilGone([]int{p.pid}, groupKillWait)
 	if p.pumps != nil {
 		p.pumps.Finish()
+		p.logs.markExit(res.code) // after the last output
 	}
 	return res
 }
