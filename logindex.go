@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -191,14 +192,25 @@ func (ir *logIndexReader) readFrom(off int64) []logRecord {
 			part = append(part, decodeLogRecord(buf[i:]))
 		}
 		recs = append(part, recs...)
-		// Done once a data record at or before off is in.
-		for i := len(part) - 1; i >= 0; i-- {
-			if part[i].kind == logRecData && part[i].off <= off {
-				return recs[i:]
-			}
+		// Done once a data record before off is in: every record after
+		// it is too, the markers at off among them.
+		if slices.ContainsFunc(part, func(r logRecord) bool { return r.kind == logRecData && r.off < off }) {
+			break
 		}
 	}
-	return recs
+	// From the last data record at or before off (whose time the first
+	// line takes), or the markers at off just before it.
+	start := 0
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i].kind == logRecData && recs[i].off <= off {
+			start = i
+			break
+		}
+	}
+	for start > 0 && recs[start-1].kind != logRecData && recs[start-1].off == off {
+		start--
+	}
+	return recs[start:]
 }
 
 // readNew returns the records appended since the last read.
