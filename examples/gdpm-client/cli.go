@@ -244,7 +244,7 @@ func printLogs(ctx context.Context, c api, cmd command, w io.Writer) error {
 		if cmd.Output == outJSON {
 			err = enc.Encode(l)
 		} else {
-			err = renderLogLine(w, l)
+			err = renderLogLine(w, l, cmd.Times)
 		}
 		if err != nil {
 			return err

@@ -43,6 +43,7 @@ var flagHelp = map[string]string{
 	"f":            "follow new lines",
 	"n":            "last N lines first",
 	"instance":     "only this instance",
+	"t":            "print each line's time (UTC)",
 	"w":            "watch: redraw on every change",
 }
 

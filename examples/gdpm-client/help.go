@@ -13,7 +13,7 @@ var usageLines = map[string]string{
 	"start":      "usage: gdpm-client start SERVICE...",
 	"restart":    "usage: gdpm-client restart SERVICE...",
 	"delete":     "usage: gdpm-client delete SERVICE...",
-	"logs":       "usage: gdpm-client logs [-f] [-n N] [-instance ID] SERVICE",
+	"logs":       "usage: gdpm-client logs [-f] [-t] [-n N] [-instance ID] SERVICE",
 	"events":     "usage: gdpm-client events [-since REVISION]",
 	"version":    "usage: gdpm-client version",
 	"completion": "usage: gdpm-client completion bash|zsh|fish",
@@ -258,7 +258,7 @@ Examples:
 `,
 
 	"logs": `Usage:
-  gdpm-client logs [-f] [-n N] [-instance ID] SERVICE
+  gdpm-client logs [-f] [-t] [-n N] [-instance ID] SERVICE
 
 Print what the instances of service SERVICE (its ID) wrote to stdout and
 stderr: the last lines, then with -f the new lines as they are written.
@@ -266,18 +266,26 @@ stderr: the last lines, then with -f the new lines as they are written.
 Flags:
   -f                follow: keep printing new lines until interrupted
                     (Ctrl-C), which exits 0
-  -n N              print the last N lines of each instance's stdout and
-                    of its stderr first (default 100); with -n 0 none, so
+  -t                print the time each line was captured on its node,
+                    RFC 3339 in UTC with milliseconds, before it
+  -n N              print the last N lines first, counted across every
+                    instance and stream (default 100); with -n 0 none, so
                     "-f -n 0" prints only new lines
   -instance ID      only instance ID (the INSTANCE column of
                     "get service SERVICE")
 
 One line a log line: the instance, "|" for a line written to stdout or "!"
-for stderr, then the line:
+for stderr, then the line; "*" marks where an instance's process started
+or exited:
+  04c18ab53747 * started (pid 4242)
   04c18ab53747 | listening on :8080
   04c18ab53747 ! warning: cache is cold
-Lines come in order for each instance and stream; the last lines come
-instance by instance and stream by stream, not interleaved by time.
+With -t:
+  2026-12-01T15:04:05.123Z 04c18ab53747 | listening on :8080
+Lines come in the order they were captured, every instance and stream
+interleaved (with -f, lines captured within about 0.1 s of each other on
+different nodes or streams may come out of order; each stream's own lines
+never do).
 Control characters other than tab are shown escaped (ESC as \x1b).
 Instances still pending have no logs. With -f, logs follows the service
 wherever it runs: an instance placed later (a scale-up, a move off a node
@@ -285,12 +293,13 @@ that left) joins with its own last N lines. Should the master end the
 stream (it stopped), logs says so and exits 1.
 
 With -o json each line is one JSON object on its own line, as the API's
-GET /service/ID/logs sends it: Service, Instance, Node, Stream and Line.
+GET /service/ID/logs sends it: Service, Instance, Node, Stream, Line,
+Time (when captured) and, on a marker, Mark (started or exited).
 
 ` + globalFlags + `
 Examples:
   gdpm-client logs 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
-  gdpm-client logs -f -n 0 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
+  gdpm-client logs -f -t -n 0 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
   gdpm-client logs -n 20 -instance 04c18ab53747 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c
   gdpm-client logs -o json 9b2f6a1c-3d4e-4f5a-8b6c-7d8e9f0a1b2c | jq -r 'select(.Stream == "stderr") | .Line'
 `,

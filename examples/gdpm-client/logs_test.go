@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/capy-pl/gdpm"
 )
@@ -21,12 +22,19 @@ const logService = "b22c9beb-2887-4a1f-b9b5-57d799ffc373"
 // fixLogs is what logServer sends: two instances, both streams, and lines
 // that a terminal must not see raw.
 var fixLogs = []gdpm.LogLine{
-	{Service: logService, Instance: "04c18ab53747", Node: fixNodes.Ids[0], Stream: gdpm.Stdout, Line: "listening on :8080"},
-	{Service: logService, Instance: "04c18ab53747", Node: fixNodes.Ids[0], Stream: gdpm.Stdout, Line: ""},
-	{Service: logService, Instance: "04c18ab53747", Node: fixNodes.Ids[0], Stream: gdpm.Stdout, Line: "GET /\t200\t3ms"},
-	{Service: logService, Instance: "04c18ab53747", Node: fixNodes.Ids[0], Stream: gdpm.Stderr, Line: "warning: cache is cold"},
-	{Service: logService, Instance: "1d29bc64e858", Node: fixNodes.Ids[1], Stream: gdpm.Stdout, Line: "\x1b[31mred\x1b[0m <b>&</b> ✓"},
+	{Service: logService, Instance: "04c18ab53747", Node: fixNodes.Ids[0], Stream: gdpm.Stdout, Line: "listening on :8080", Time: fixLogTime(0)},
+	{Service: logService, Instance: "04c18ab53747", Node: fixNodes.Ids[0], Stream: gdpm.Stdout, Line: "", Time: fixLogTime(1)},
+	{Service: logService, Instance: "04c18ab53747", Node: fixNodes.Ids[0], Stream: gdpm.Stdout, Line: "GET /\t200\t3ms", Time: fixLogTime(1)},
+	{Service: logService, Instance: "04c18ab53747", Node: fixNodes.Ids[0], Stream: gdpm.Stderr, Line: "warning: cache is cold", Time: fixLogTime(1500)},
+	{Service: logService, Instance: "1d29bc64e858", Node: fixNodes.Ids[1], Stream: gdpm.Stdout, Line: "\x1b[31mred\x1b[0m <b>&</b> ✓", Time: fixLogTime(61_000)},
+	// A line written before the nodes kept times has none.
 	{Service: logService, Instance: "1d29bc64e858", Node: fixNodes.Ids[1], Stream: gdpm.Stderr, Line: "Traceback (most recent call last):\r"},
+}
+
+// fixLogTime is ms milliseconds after a time with nanoseconds (which -t
+// does not print) in a zone other than UTC (which -t prints in UTC).
+func fixLogTime(ms int) time.Time {
+	return time.Date(2026, 12, 1, 16, 4, 5, 123_456_789, time.FixedZone("UTC+1", 3600)).Add(time.Duration(ms) * time.Millisecond)
 }
 
 // logServer serves GET /service/ID/logs as a master would: the fixture
@@ -88,6 +96,8 @@ func TestLogsVerb(t *testing.T) {
 		{[]string{"logs", logService, "-n", "5"}, url.Values{"tail": {"5"}}, "logs"},
 		{[]string{"logs", "-n", "0", logService}, url.Values{"tail": {"-1"}}, "logs"},
 		{[]string{"logs", "-instance", "04c18ab53747", logService}, url.Values{"instance": {"04c18ab53747"}}, "logs"},
+		{[]string{"logs", "-t", logService}, url.Values{}, "logs-t"},
+		{[]string{"logs", logService, "-t=false"}, url.Values{}, "logs"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -116,7 +126,12 @@ func TestLogsJSONIsTheAPIs(t *testing.T) {
 	}
 	for i, line := range lines {
 		var l gdpm.LogLine
-		if err := json.Unmarshal([]byte(line), &l); err != nil || l != fixLogs[i] {
+		err := json.Unmarshal([]byte(line), &l)
+		want := fixLogs[i]
+		if l.Time.Equal(want.Time) { // the same instant, whatever its zone
+			l.Time = want.Time
+		}
+		if err != nil || l != want {
 			t.Errorf("line %d: %q (%v), want %+v", i+1, line, err, fixLogs[i])
 		}
 	}
@@ -164,5 +179,18 @@ func TestLogsUnknownService(t *testing.T) {
 		if code != exitFailed || out.Len() > 0 || stderr != "gdpm-client: service \"nope\": not found (HTTP 404)\n" {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out.String(), stderr)
 		}
+	}
+}
+
+// A marker line (an instance's process started or exited) is marked "*",
+// with or without its time.
+func TestLogsMarkerLine(t *testing.T) {
+	l := gdpm.LogLine{Instance: "04c18ab53747", Stream: gdpm.Stdout, Mark: "exited", Line: "exited (code 137)", Time: fixLogTime(0)}
+	var b bytes.Buffer
+	renderLogLine(&b, l, false)
+	renderLogLine(&b, l, true)
+	want := "04c18ab53747 * exited (code 137)\n2026-12-01T15:04:05.123Z 04c18ab53747 * exited (code 137)\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }

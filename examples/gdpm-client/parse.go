@@ -59,6 +59,7 @@ type command struct {
 	Since  int64    // events: resume after this revision (0: from now)
 	Create gdpm.CreateRequest
 	Logs   gdpm.LogsOptions
+	Times  bool // logs: print each line's capture time
 }
 
 // usageError is a command line that cannot run: run prints it with the
@@ -101,6 +102,7 @@ var flagDefs = map[string]flagDef{
 	"f":            {verbs: []string{"logs"}},
 	"n":            {value: true, verbs: []string{"logs"}},
 	"instance":     {value: true, verbs: []string{"logs"}},
+	"t":            {verbs: []string{"logs"}},
 	"w":            {verbs: []string{"get"}},
 }
 
@@ -271,6 +273,8 @@ func parse(args []string, getenv func(string) string) (command, error) {
 			cmd.Logs.Tail, err = parseTail(f.value)
 		case "w":
 			cmd.Watch = f.value == "true"
+		case "t":
+			cmd.Times = f.value == "true"
 		case "instance":
 			if strings.TrimSpace(f.value) == "" {
 				err = usagef(verb, "-instance ID is empty")

@@ -275,12 +275,28 @@ func renderEvent(w io.Writer, ev gdpm.Event, loc *time.Location) error {
 	return err
 }
 
-// renderLogLine prints one line of "logs": the instance, "|" when it wrote
-// the line to stdout or "!" to stderr, then the line.
-func renderLogLine(w io.Writer, l gdpm.LogLine) error {
+// logTimeLayout is how "logs -t" prints a line's capture time: RFC 3339
+// in UTC with milliseconds, always 24 characters wide.
+const logTimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// renderLogLine prints one line of "logs": with times the line's capture
+// time, then the instance, "|" when it wrote the line to stdout, "!" to
+// stderr or "*" for a marker (its process started or exited), then the
+// line.
+func renderLogLine(w io.Writer, l gdpm.LogLine, times bool) error {
 	prefix := cell(l.Instance) + " |"
-	if l.Stream == gdpm.Stderr {
+	switch {
+	case l.Mark != "":
+		prefix = cell(l.Instance) + " *"
+	case l.Stream == gdpm.Stderr:
 		prefix = cell(l.Instance) + " !"
+	}
+	if times {
+		at := fmt.Sprintf("%-24s", "-") // a line written before times were kept
+		if !l.Time.IsZero() {
+			at = l.Time.UTC().Format(logTimeLayout)
+		}
+		prefix = at + " " + prefix
 	}
 	if l.Line == "" {
 		_, err := fmt.Fprintln(w, prefix)
