@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -76,12 +77,36 @@ func TestCLIAgainstARealCluster(t *testing.T) {
 			t.Fatalf("logs: want 3 instances' hi:\n%s", out)
 		}
 	}
+	// -t: each line's capture time, in UTC with milliseconds, in order;
+	// each instance's start marker before its hi.
+	out := must("logs", "-t", id)
+	stamped := regexp.MustCompile(`(?m)^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (\S+) ([|*]) (.*)$`)
+	ms := stamped.FindAllStringSubmatch(out, -1)
+	if len(ms) != 6 || strings.Count(out, "\n") != 6 {
+		t.Fatalf("logs -t: want 3 starts and 3 hi, each with its time:\n%s", out)
+	}
+	started := map[string]bool{}
+	for i, m := range ms {
+		if at, err := time.Parse(time.RFC3339, m[1]); err != nil || time.Since(at) > time.Hour || time.Until(at) > time.Minute {
+			t.Fatalf("logs -t: line %q: time %s is not now (%v)", m[0], m[1], err)
+		}
+		if i > 0 && m[1] < ms[i-1][1] {
+			t.Fatalf("logs -t: out of time order:\n%s", out)
+		}
+		switch {
+		case m[3] == "*" && strings.HasPrefix(m[4], "started (pid "):
+			started[m[2]] = true
+		case m[3] == "|" && m[4] == "hi" && started[m[2]]:
+		default:
+			t.Fatalf("logs -t: line %q", m[0])
+		}
+	}
 	// Following ends when the user interrupts it, and that is success.
 	fctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	follow := &cancelOnWrite{match: " | hi\n", cancel: cancel}
 	var ferr bytes.Buffer
-	if code := run(fctx, []string{"logs", "-f", "-n", "1", id}, follow, &ferr, env); code != exitOK || ferr.Len() > 0 {
+	if code := run(fctx, []string{"logs", "-f", "-n", "6", id}, follow, &ferr, env); code != exitOK || ferr.Len() > 0 {
 		t.Fatalf("logs -f, interrupted: exit %d, stderr %q", code, ferr.String())
 	}
 	if out := must("get", "services"); !strings.Contains(out, id) {
