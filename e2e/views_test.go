@@ -120,6 +120,10 @@ func TestWebInterfaceStaysHonest(t *testing.T) {
 		` && ls.some(l => l.dataset.stream === 'stderr' && l.querySelector('.tag-err') && /err-\d/.test(l.textContent))`+
 		` && ls.some(l => l.dataset.stream === 'stdout' && /out-\d/.test(l.textContent)))`+
 		`([...document.querySelectorAll('#log-lines .line[data-instance]')])`)
+	// In time order: every line carries its capture time, none before the
+	// one above it.
+	p.wait("the merged log in time order", `(ls => ls.length >= 4 && ls.every((l, i) => l.dataset.ts && (i === 0 || Number(l.dataset.ts) >= Number(ls[i-1].dataset.ts))))`+
+		`([...document.querySelectorAll('#log-lines .line[data-stream], #log-lines .line[data-mark]')])`)
 	inst := run(p, "read an instance id", chromedp.Evaluate[string](`document.querySelector('#instances button.log').dataset.instance`))
 	p.do("show one instance", pick("#log-filter", inst))
 	p.wait("only that instance's lines", `(ls => ls.length > 0 && ls.every(l => l.hidden === (l.dataset.instance !== `+js(inst)+`)))`+
@@ -155,8 +159,8 @@ func TestWebInterfaceStaysHonest(t *testing.T) {
 	c.waitRunning(t, id, 2) // its instance moved, or came back with the node
 	p.wait("both instances running again in the page, none on the lost node", `(rs => rs.length === 2 && rs.every(r => r.state === 'running' && r.node !== `+js(lost[:8])+`))`+
 		`([...document.querySelectorAll('#instances tbody tr')].map(r => ({state: r.dataset.state, node: r.cells[1].textContent})))`)
-	p.wait("the moved instance's start marked in the merged log", `[...document.querySelectorAll('#log-lines .line.gap[data-instance]')]`+
-		`.some(l => / started · pid \d+ · node [0-9a-f]{8}/.test(l.textContent))`)
+	p.wait("the moved instance's start marked in the merged log", `[...document.querySelectorAll('#log-lines .line.gap[data-mark="started"]')]`+
+		`.some(l => / started \(pid \d+\) · node [0-9a-f]{8}/.test(l.textContent) && l.dataset.ts)`)
 
 	p.do("scroll to the top", chromedp.Evaluate[chromedp.Void](`scrollTo(0, 0)`))
 	saveScreenshot(t, run(p, "take the 1280 px screenshot", chromedp.FullScreenshot(100)), "ui.png", 1280)

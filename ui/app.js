@@ -507,8 +507,9 @@
 
   // One stream carries every instance's lines (GET /service/:id/logs
   // without instance); the instance filter only hides lines, so changing
-  // it loses nothing. A LogLine's optional Time (when the line was
-  // captured) is shown when the master sends it, and orders the lines.
+  // it loses nothing. A LogLine's Time (when the line was captured) is
+  // shown and orders the lines; a line with a Mark is the slave's marker
+  // of a process start or exit, shown as a marker line in its place.
   const log = {
     service: '',
     abort: null,
@@ -630,6 +631,13 @@
       if (l.gap) {
         row = el('div', {className: 'line gap', 'data-instance': l.instance || null}, '— ' + l.gap + ' —');
         if (l.instance) row.hidden = !!filter && filter !== l.instance;
+      } else if (l.Mark) {
+        addLogInstance(l.Instance);
+        const ms = lineTime(l);
+        row = el('div', {className: 'line gap', 'data-instance': l.Instance, 'data-mark': l.Mark, 'data-ts': isNaN(ms) ? null : ms},
+          isNaN(ms) ? null : el('time', {className: 'at', dateTime: l.Time, title: absolute(ms)}, new Date(ms).toISOString().slice(11, 23)),
+          el('span', {className: 'text'}, `— instance ${short(l.Instance)} ${l.Line} · node ${short(l.Node)} —`));
+        row.hidden = !!filter && filter !== l.Instance;
       } else {
         addLogInstance(l.Instance);
         const ms = lineTime(l);
@@ -713,11 +721,11 @@
     return tr;
   }
 
-  // Process events of the service whose log is open become marker lines
-  // in the log, where they arrive among the lines.
+  // A start that failed (no process, so no marker from the slave) becomes
+  // a marker line in the log of its service, where it arrives among the
+  // lines. Starts and exits come in the log itself, in time order.
   const markers = {
-    'instance.started': 'started', 'instance.restarted': 'restarted', 'instance.exited': 'exited',
-    'instance.stopped': 'stopped', 'instance.failed': 'failed to start',
+    'instance.failed': 'failed to start',
   };
 
   function markLog(ev) {
