@@ -223,8 +223,12 @@ const (
 // that size, each its own LogLine.
 //
 // Time is when the slave captured the line (read it from the instance's
-// pipe); it never goes back within one stream. It is the zero time for
-// lines written by a gdpm that did not record times yet.
+// pipe); it never goes back within one stream. It is the zero time (and
+// absent from the JSON) for lines written by a gdpm that did not record
+// times yet. The last lines come in time order across instances, streams
+// and nodes; a follow's new lines come in time order within each node's
+// poll (100 ms), so lines captured that close together on different
+// streams or nodes may arrive out of order; a stream's own never do.
 //
 // Mark is set on a marker line, which the slave adds to the stdout stream
 // where an instance's process started ("started", Line says the pid) or

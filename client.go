@@ -495,19 +495,21 @@ type LogsOptions struct {
 	// Instance limits the lines to one instance; "" means all of the
 	// service's instances.
 	Instance string
-	// Tail is how many of the last lines of each instance's stream to
-	// send first; 0 means the master's default (DefaultLogTail), a
-	// negative value none (with Follow: only new lines).
+	// Tail is how many of the last lines to send first, counted across
+	// every instance and stream (and marker lines), newest by capture
+	// time; 0 means the master's default (DefaultLogTail), a negative
+	// value none (with Follow: only new lines).
 	Tail int
 	// Follow keeps the stream open and sends new lines as they are
 	// written, across log rotation, until ctx ends.
 	Follow bool
 }
 
-// Logs opens GET /service/:id/logs: the last lines each instance of
-// service wrote to stdout and stderr (per instance and stream, in order;
-// streams are not interleaved by time), then with Follow the new lines as
-// they come. Instances still pending have no logs. Only ctx ends a
+// Logs opens GET /service/:id/logs: the last lines the instances of
+// service wrote to stdout and stderr, interleaved by capture time
+// (LogLine.Time) with marker lines (LogLine.Mark) where a process started
+// or exited, then with Follow the new lines as they come (ordered by time
+// within each node's poll, see LogLine). Instances still pending have no logs. Only ctx ends a
 // following stream (and Close): the HTTPClient's timeout does not apply.
 func (c *Client) Logs(ctx context.Context, service string, opts LogsOptions) (*LogStream, error) {
 	if err := checkID("service", service); err != nil {

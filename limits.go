@@ -41,8 +41,8 @@ const DefaultPrefix = "/gdpm/"
 // empty line.
 const DefaultEventHeartbeat = 15 * time.Second
 
-// DefaultLogTail is how many of the last lines per instance and stream
-// GET /service/:id/logs sends when tail is not given.
+// DefaultLogTail is how many of the last lines (across every instance and
+// stream, by time) GET /service/:id/logs sends when tail is not given.
 const DefaultLogTail = 100
 
 // MaxLogLine is the longest LogLine.Line; longer lines come in pieces.

@@ -33,7 +33,7 @@ const logPollInterval = 100 * time.Millisecond
 // tells a dead reader apart and keeps proxies from closing the stream.
 const logHeartbeat = 10 * time.Second
 
-// maxLogTail bounds tail=N, per instance and stream.
+// maxLogTail bounds tail=N.
 const maxLogTail = 100_000
 
 type logServer struct {
@@ -101,7 +101,7 @@ func (ls *logServer) Close() {
 // logQuery is a parsed log request.
 type logQuery struct {
 	instances []string // empty: all
-	tail      int      // lines per instance and stream; 0: none
+	tail      int      // the last lines, across instances and streams; 0: none
 	follow    bool
 }
 
