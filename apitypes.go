@@ -230,15 +230,16 @@ const (
 // poll (100 ms), so lines captured that close together on different
 // streams or nodes may arrive out of order; a stream's own never do.
 //
-// Mark is set on a marker line, which the slave adds to the stdout stream
-// where an instance's process started ("started", Line says the pid) or
-// ended ("exited", Line says the exit code; 128+N for signal N): a restart
-// shows as an exited marker followed by a started one.
+// Mark is set on a marker line, which the slave adds where an instance's
+// process started ("started", Line says the pid) or ended ("exited", Line
+// says the exit code; 128+N for signal N): a restart shows as an exited
+// marker followed by a started one. A marker is no output: it has no
+// Stream.
 type LogLine struct {
 	Service  string        `json:"Service"`
 	Instance string        `json:"Instance"`
 	Node     string        `json:"Node"`
-	Stream   LogStreamName `json:"Stream"`
+	Stream   LogStreamName `json:"Stream,omitempty"`
 	Line     string        `json:"Line"`
 	Time     time.Time     `json:"Time,omitzero"`
 	Mark     string        `json:"Mark,omitempty"`

@@ -62,7 +62,7 @@ func TestLogsServiceTailInTimeOrder(t *testing.T) {
 	instances := map[string]string{} // pid tag -> instance
 	for i, l := range all {
 		if l.Mark != "" {
-			if l.Stream != gdpm.Stdout || l.Mark != "started" || !strings.HasPrefix(l.Line, "started (pid ") {
+			if l.Stream != "" || l.Mark != "started" || !strings.HasPrefix(l.Line, "started (pid ") {
 				t.Fatalf("marker %+v", l)
 			}
 			continue

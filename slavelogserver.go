@@ -242,6 +242,9 @@ func streamLogs(ctx context.Context, w http.ResponseWriter, node, dir, svc strin
 				return
 			}
 			l := LogLine{Service: svc, Instance: it.inst, Node: node, Stream: it.stream, Line: string(it.line), Mark: it.mark}
+			if it.mark != "" {
+				l.Stream = "" // no output, though kept in the stdout index
+			}
 			if it.t != 0 {
 				l.Time = time.Unix(0, it.t).UTC()
 			}
