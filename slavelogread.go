@@ -167,7 +167,11 @@ func (c *logCursor) poll(emit func(logItem)) error {
 	}
 	if c.ir.f == nil {
 		// Not written yet when the file was opened; or there is none.
-		c.ir = openIndexReader(c.path, c.f)
+		// Its records of what was already read only set the time.
+		if c.ir = openIndexReader(c.path, c.f); c.ir.f != nil && c.pStart > 0 {
+			c.tl.add(c.ir.readNew())
+			c.tl.at(c.pStart-1, nil)
+		}
 	}
 	if err := c.readNew(emit); err != nil {
 		return err
