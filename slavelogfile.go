@@ -44,7 +44,7 @@ func newInstanceLogs(dir, svc, inst string, maxSize int64, maxFiles int) (*insta
 }
 
 // markStart and markExit record a process start (its pid) and exit (its
-// code) in the stdout index (logindex.go), where the output stands.
+// code) in the stdout index (slavelogindex.go), where the output stands.
 func (l *instanceLogs) markStart(pid int) error {
 	return l.out.mark(logRecStarted, int32(pid), time.Now())
 }
@@ -74,7 +74,7 @@ type rotatingFile struct {
 	mu    sync.Mutex
 	f     *os.File
 	size  int64
-	idx   *os.File // PATH.idx (logindex.go); nil: times are not kept
+	idx   *os.File // PATH.idx (slavelogindex.go); nil: times are not kept
 	lastT int64    // the latest time recorded, so times never go back
 }
 
@@ -166,7 +166,7 @@ func (w *rotatingFile) record(kind uint32, arg int32, t time.Time) {
 	w.idx.Write(b[:])
 }
 
-// mark records a start or exit marker (logindex.go) at the current end of
+// mark records a start or exit marker (slavelogindex.go) at the current end of
 // the output, opening the file when nothing was written yet.
 func (w *rotatingFile) mark(kind uint32, arg int32, t time.Time) error {
 	w.mu.Lock()

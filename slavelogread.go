@@ -17,7 +17,7 @@ const logReadChunk = 64 << 10
 // maxLogFiles bounds how many rotated files a tail looks through.
 const maxLogFiles = 100
 
-// logItem is one line of a stream, or a start or exit marker (logindex.go),
+// logItem is one line of a stream, or a start or exit marker (slavelogindex.go),
 // with its capture time.
 type logItem struct {
 	t    int64  // Unix nanoseconds; 0: unknown (no index)
