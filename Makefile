@@ -19,7 +19,7 @@ install:
 # test is the command CI runs; e2e/ is a module of its own, which ./...
 # does not reach.
 test:
-	$(GO) test -race -count=1 ./... && (cd e2e && $(GO) test -race -count=1 ./...)
+	$(GO) test -race -count=1 -timeout 30m ./... && (cd e2e && $(GO) test -race -count=1 -timeout 30m ./...)
 
 test-short:
 	$(GO) test -short -count=1 ./...
