@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"syscall"
 	"time"
 )
 
@@ -77,18 +76,6 @@ func (r logRecord) markerText() (mark, text string) {
 }
 
 func indexPath(path string) string { return path + ".idx" }
-
-func fileIno(f *os.File) (int64, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, errors.New("no inode")
-	}
-	return int64(st.Ino), nil
-}
 
 // openIndexFor opens (or starts afresh) the index of the open data file
 // at path for appending. An index whose header names another file (a
