@@ -2,7 +2,6 @@ package gdpm
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -363,46 +362,19 @@ func (m *Master) handleScaleService(w http.ResponseWriter, r *http.Request, p ht
 	writeJSON(w, http.StatusOK, s)
 }
 
-// scale sets a service's instance count. A compare-and-swap that loses a
-// race with another writer of the service is retried here, after a
-// jittered wait, so that concurrent scales all land (the last one wins)
-// and a client sees 409 only when the races never end.
+// scale sets a service's instance count; concurrent scales all land (the
+// last one wins), see updateService.
 func (m *Master) scale(ctx context.Context, id string, n int) (Service, error) {
-	unlock, err := m.writes.lock(ctx, m.k.service(id))
-	if err != nil {
-		// Nothing of this request was written.
-		return Service{}, storeErr("gdpm: scale service", err)
-	}
-	defer unlock()
-	for attempt := 0; ; attempt++ {
-		s, modRev, _, err := m.getService(ctx, id)
-		if err != nil {
-			return s, err
-		}
-		if s.InstanceNum == n {
-			return s, nil
-		}
-		from := s.InstanceNum
+	from := 0
+	s, err := m.updateService(ctx, id, "scale service", func(s *Service) bool {
+		from = s.InstanceNum
 		s.InstanceNum = n
-		val, _ := json.Marshal(s)
-		key := m.k.service(id)
-		wctx, sent := withSentFlag(ctx)
-		resp, err := m.cli.Txn(wctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).Then(clientv3.OpPut(key, string(val))).Commit()
-		if err != nil {
-			return s, writeErr("gdpm: scale service", sent, err)
-		}
-		if resp.Succeeded {
-			m.log.Info("service scaled", "id", id, "from", from, "to", n)
-			return s, nil
-		}
-		if attempt+1 >= maxConflictRetries {
-			return s, fmt.Errorf("gdpm: scale service %s: other writers kept changing it (%d attempts): %w", id, attempt+1, ErrConflict)
-		}
-		if !sleepCtx(ctx, retryWait(attempt, time.Millisecond, 50*time.Millisecond)) {
-			// Nothing of this request was written.
-			return s, storeErr("gdpm: scale service", ctx.Err())
-		}
+		return from != n
+	})
+	if err == nil && from != n {
+		m.log.Info("service scaled", "id", id, "from", from, "to", n)
 	}
+	return s, err
 }
 
 func (m *Master) handleDeleteService(w http.ResponseWriter, r *http.Request, p httprouter.Params) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/julienschmidt/httprouter"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -49,7 +50,7 @@ func (m *Master) lifecycle(w http.ResponseWriter, r *http.Request, p httprouter.
 		m.fail(w, r, err)
 		return
 	}
-	s, err := m.updateService(ctx, id, change)
+	s, err := m.updateService(ctx, id, "update service", change)
 	if err != nil {
 		m.fail(w, r, err)
 		return
@@ -59,8 +60,17 @@ func (m *Master) lifecycle(w http.ResponseWriter, r *http.Request, p httprouter.
 }
 
 // updateService applies change to a service record and writes it, unless
-// change reports no change; it retries when it races another writer.
-func (m *Master) updateService(ctx context.Context, id string, change func(*Service) bool) (Service, error) {
+// change reports no change. This master's writers of one service take
+// turns (keyLock); a compare-and-swap that still loses a race with
+// another master is retried after a jittered wait, so a client sees 409
+// only when the races never end. op names the action in errors.
+func (m *Master) updateService(ctx context.Context, id, op string, change func(*Service) bool) (Service, error) {
+	unlock, err := m.writes.lock(ctx, m.k.service(id))
+	if err != nil {
+		// Nothing of this request was written.
+		return Service{}, storeErr("gdpm: "+op, err)
+	}
+	defer unlock()
 	for attempt := 0; ; attempt++ {
 		s, modRev, _, err := m.getService(ctx, id)
 		if err != nil {
@@ -74,13 +84,16 @@ func (m *Master) updateService(ctx context.Context, id string, change func(*Serv
 		wctx, sent := withSentFlag(ctx)
 		resp, err := m.cli.Txn(wctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).Then(clientv3.OpPut(key, string(val))).Commit()
 		if err != nil {
-			return s, writeErr("gdpm: update service", sent, err)
+			return s, writeErr("gdpm: "+op, sent, err)
 		}
 		if resp.Succeeded {
 			return s, nil
 		}
-		if attempt == 5 {
-			return s, fmt.Errorf("gdpm: update service %s: %w", id, ErrConflict)
+		if attempt+1 >= maxConflictRetries {
+			return s, fmt.Errorf("gdpm: %s %s: other writers kept changing it (%d attempts): %w", op, id, attempt+1, ErrConflict)
+		}
+		if !sleepCtx(ctx, retryWait(attempt, time.Millisecond, 50*time.Millisecond)) {
+			return s, storeErr("gdpm: "+op, ctx.Err())
 		}
 	}
 }
