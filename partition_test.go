@@ -144,27 +144,7 @@ func TestPartitionedSlaveNeverRunsDuplicates(t *testing.T) {
 	waitNodes(t, c, 2)
 
 	const n = 8
-	mark := "GDPM_PARTITION_MARK=" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	k, v, _ := strings.Cut(mark, "=")
-	num := n
-	svc, err := c.client.CreateService(ctxT(t), gdpm.CreateRequest{Command: gdpm.ProgramForTests() + " sleep", InstanceNum: &num, Env: map[string]string{k: v}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.waitRunning(svc, n)
-	waitFor(t, 10*time.Second, fmt.Sprintf("%d marked processes", n), func() (bool, string) {
-		got := markedProcs(mark)
-		return got == n, strconv.Itoa(got)
-	})
-	onBin := 0
-	for _, in := range c.instances(svc) {
-		if in.Node == binNode {
-			onBin++
-		}
-	}
-	if onBin == 0 {
-		t.Fatalf("no instance on the partitioned slave %s", binNode)
-	}
+	svc, mark, onBin := c.createMarked("GDPM_PARTITION_MARK", n, binNode)
 
 	sampler := startSampler(mark, n)
 	t.Cleanup(func() { sampler.finish() })

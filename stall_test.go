@@ -115,27 +115,7 @@ func TestStalledSlaveNeverRunsDuplicates(t *testing.T) {
 	waitNodes(t, c, 2)
 
 	const n = 8
-	mark := "GDPM_STALL_MARK=" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	k, v, _ := strings.Cut(mark, "=")
-	num := n
-	svc, err := c.client.CreateService(ctxT(t), gdpm.CreateRequest{Command: gdpm.ProgramForTests() + " sleep", InstanceNum: &num, Env: map[string]string{k: v}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.waitRunning(svc, n)
-	waitFor(t, 10*time.Second, fmt.Sprintf("%d marked processes", n), func() (bool, string) {
-		got := markedProcs(mark)
-		return got == n, strconv.Itoa(got)
-	})
-	onBin := 0
-	for _, in := range c.instances(svc) {
-		if in.Node == binNode {
-			onBin++
-		}
-	}
-	if onBin == 0 {
-		t.Fatalf("no instance on the binary slave %s", binNode)
-	}
+	svc, mark, onBin := c.createMarked("GDPM_STALL_MARK", n, binNode)
 
 	sampler := startSampler(mark, n)
 	t.Cleanup(func() { sampler.finish() })
@@ -179,4 +159,34 @@ func TestStalledSlaveNeverRunsDuplicates(t *testing.T) {
 	if !strings.Contains(sp.out.String(), "lease not renewed in time") && !strings.Contains(sp.out.String(), "session ended") {
 		t.Logf("slave output:\n%s", sp.out.String())
 	}
+}
+
+// createMarked creates a service of n sleeps marked with a fresh value of
+// the environment variable env, waits until all n run and the marked
+// processes are there, and checks that some run on binNode, the slave
+// the test is about to stall or cut off. It returns the service, the mark
+// ("ENV=value") that markedProcs counts, and how many run on binNode.
+func (c *cluster) createMarked(env string, n int, binNode string) (svc, mark string, onBin int) {
+	t := c.t
+	t.Helper()
+	mark = env + "=" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	k, v, _ := strings.Cut(mark, "=")
+	svc, err := c.client.CreateService(ctxT(t), gdpm.CreateRequest{Command: gdpm.ProgramForTests() + " sleep", InstanceNum: &n, Env: map[string]string{k: v}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitRunning(svc, n)
+	waitFor(t, 10*time.Second, fmt.Sprintf("%d marked processes", n), func() (bool, string) {
+		got := markedProcs(mark)
+		return got == n, strconv.Itoa(got)
+	})
+	for _, in := range c.instances(svc) {
+		if in.Node == binNode {
+			onBin++
+		}
+	}
+	if onBin == 0 {
+		t.Fatalf("no instance on slave %s, the one the test stalls or cuts off", binNode)
+	}
+	return svc, mark, onBin
 }
