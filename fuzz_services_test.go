@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -79,4 +80,20 @@ func FuzzCheckName(f *testing.F) {
 			t.Fatalf("accepted a UUID %q", name)
 		}
 	})
+}
+
+// A spec file is read as strictly as a create body: a key in the wrong
+// case is refused, not matched (JSON's own decoder would match "NAme"),
+// and an empty Env reads back the same after a round trip (both found
+// by FuzzParseSpecFile).
+func TestParseSpecFileKeysExactAndEmptyEnvStable(t *testing.T) {
+	for _, doc := range []string{"NAme: a\nCommand: sleep 1\n", "- Name: a\n  command: sleep 1\n"} {
+		if _, err := ParseSpecFile([]byte(doc)); !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "case-sensitive") {
+			t.Errorf("%q: %v, want a refusal naming the case", doc, err)
+		}
+	}
+	specs, err := ParseSpecFile([]byte("Name: a\nCommand: sleep 1\nEnv: {}\n"))
+	if err != nil || specs[0].Env != nil {
+		t.Fatalf("Env {} read as %#v, %v; want nil", specs, err)
+	}
 }

@@ -45,10 +45,22 @@ func ParseSpecFile(data []byte) ([]CreateRequest, error) {
 	case len(js) == 0 || string(js) == "null":
 		return nil, fmt.Errorf("gdpm: spec file is empty: %w", ErrBadRequest)
 	case js[0] == '[':
-		err = strictJSON(js, &out)
+		// Each service is read as a create body is: keys exact and
+		// unique (JSON's own decoder matches them case-insensitively).
+		var raws []json.RawMessage
+		if err = strictJSON(js, &raws); err == nil {
+			out = make([]CreateRequest, 0, len(raws))
+			for _, raw := range raws {
+				var one CreateRequest
+				if one, err = decodeCreateBody(raw, bodyJSON); err != nil {
+					break
+				}
+				out = append(out, one)
+			}
+		}
 	case js[0] == '{':
 		var one CreateRequest
-		err = strictJSON(js, &one)
+		one, err = decodeCreateBody(js, bodyJSON)
 		out = []CreateRequest{one}
 	default:
 		return nil, fmt.Errorf("gdpm: spec file must hold a service or a list of services: %w", ErrBadRequest)
@@ -57,7 +69,9 @@ func ParseSpecFile(data []byte) ([]CreateRequest, error) {
 		return nil, fmt.Errorf("gdpm: spec file: %v: %w", err, ErrBadRequest)
 	}
 	seen := map[string]bool{}
-	for i, s := range out {
+	for i := range out {
+		out[i].dropEmpty()
+		s := out[i]
 		if s.Name == "" {
 			return nil, fmt.Errorf("gdpm: spec file: service %d has no Name: %w", i+1, ErrBadRequest)
 		}
@@ -67,6 +81,21 @@ func ParseSpecFile(data []byte) ([]CreateRequest, error) {
 		seen[s.Name] = true
 	}
 	return out, nil
+}
+
+// dropEmpty makes an empty Env, Ports or Rlimits nil: they mean the same,
+// and a spec written back (omitempty) then reads back identical (found
+// by FuzzParseSpecFile: "Env: {}").
+func (r *CreateRequest) dropEmpty() {
+	if len(r.Env) == 0 {
+		r.Env = nil
+	}
+	if len(r.Ports) == 0 {
+		r.Ports = nil
+	}
+	if len(r.Rlimits) == 0 {
+		r.Rlimits = nil
+	}
 }
 
 func strictJSON(data []byte, v any) error {
