@@ -160,20 +160,7 @@ func TestPartitionedSlaveNeverRunsDuplicates(t *testing.T) {
 	cut := time.Since(begin)
 	l.setLink(true)
 
-	waitFor(t, 30*time.Second, "the partitioned slave to register again", func() (bool, string) {
-		return strings.Count(sp.out.String(), "msg=registered") >= 2, ""
-	})
-	waitNodes(t, c, 2)
-	waitFor(t, 20*time.Second, fmt.Sprintf("exactly %d marked processes and running instances", n), func() (bool, string) {
-		pids, perNode, err := c.running(svc)
-		got := markedProcs(mark)
-		return err == nil && len(pids) == n && got == n, fmt.Sprintf("%d processes, %d running %v %v", got, len(pids), perNode, err)
-	})
-	time.Sleep(time.Second) // a last window for stragglers to show
-	maxSeen, samples, over := sampler.finish()
-	if got := markedProcs(mark); got != n {
-		t.Errorf("%d marked processes after convergence, want %d", got, n)
-	}
+	maxSeen, samples, over := convergesAfter(t, c, sp, "the partitioned slave", 30*time.Second, svc, mark, n, sampler)
 	t.Logf("link cut %v (lease TTL %v): %d of %d instances on the partitioned slave moved after %v; %d samples every 100 ms, max %d processes for %d desired",
 		cut.Round(time.Millisecond), ttl, onBin, n, moved.Round(time.Millisecond), samples, maxSeen, n)
 	if len(over) > 0 {

@@ -136,21 +136,7 @@ func TestStalledSlaveNeverRunsDuplicates(t *testing.T) {
 
 	// The slave recovers: it fences (nothing left to kill), registers
 	// again and is given work again.
-	waitFor(t, 20*time.Second, "the stalled slave to register again", func() (bool, string) {
-		return strings.Count(sp.out.String(), "msg=registered") >= 2, ""
-	})
-	waitNodes(t, c, 2)
-	// Exact convergence: n processes, n running instances, and it stays so.
-	waitFor(t, 20*time.Second, fmt.Sprintf("exactly %d marked processes and running instances", n), func() (bool, string) {
-		pids, perNode, err := c.running(svc)
-		got := markedProcs(mark)
-		return err == nil && len(pids) == n && got == n, fmt.Sprintf("%d processes, %d running %v %v", got, len(pids), perNode, err)
-	})
-	time.Sleep(time.Second) // a last window for stragglers to show
-	maxSeen, samples, over := sampler.finish()
-	if got := markedProcs(mark); got != n {
-		t.Errorf("%d marked processes after convergence, want %d", got, n)
-	}
+	maxSeen, samples, over := convergesAfter(t, c, sp, "the stalled slave", 20*time.Second, svc, mark, n, sampler)
 	t.Logf("SIGSTOP %v (lease TTL %v): %d of %d instances on the stopped slave moved after %v; %d samples every 100 ms, max %d processes for %d desired",
 		stopped.Round(time.Millisecond), ttl, onBin, n, moved.Round(time.Millisecond), samples, maxSeen, n)
 	if len(over) > 0 {
@@ -189,4 +175,28 @@ func (c *cluster) createMarked(env string, n int, binNode string) (svc, mark str
 		t.Fatalf("no instance on slave %s, the one the test stalls or cuts off", binNode)
 	}
 	return svc, mark, onBin
+}
+
+// convergesAfter waits until the slave binary sp, back from a stall or a
+// cut, has registered again (within regTimeout), then for exact
+// convergence: n marked processes and n running instances of svc, and it
+// stays so for a last sampling window. It returns the sampler's verdict
+// (the most processes seen, the samples, those over n).
+func convergesAfter(t *testing.T, c *cluster, sp *slaveProc, who string, regTimeout time.Duration, svc, mark string, n int, sampler *countSampler) (int, int, []string) {
+	t.Helper()
+	waitFor(t, regTimeout, who+" to register again", func() (bool, string) {
+		return strings.Count(sp.out.String(), "msg=registered") >= 2, ""
+	})
+	waitNodes(t, c, 2)
+	waitFor(t, 20*time.Second, fmt.Sprintf("exactly %d marked processes and running instances", n), func() (bool, string) {
+		pids, perNode, err := c.running(svc)
+		got := markedProcs(mark)
+		return err == nil && len(pids) == n && got == n, fmt.Sprintf("%d processes, %d running %v %v", got, len(pids), perNode, err)
+	})
+	time.Sleep(time.Second) // a last window for stragglers to show
+	maxSeen, samples, over := sampler.finish()
+	if got := markedProcs(mark); got != n {
+		t.Errorf("%d marked processes after convergence, want %d", got, n)
+	}
+	return maxSeen, samples, over
 }
