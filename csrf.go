@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/capy-pl/gdpm/internal/netaddr"
 )
 
 // Browsers and the API. A web page from any origin can make a browser send
@@ -87,21 +89,6 @@ func ownOrigin(r *http.Request) string {
 	return scheme + "://" + hostWithoutDefaultPort(scheme, r.Host)
 }
 
-// isLoopbackHost reports whether a Host header names this machine by a
-// loopback name or address.
-func isLoopbackHost(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(strings.ToLower(host), "["), "]")
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 func changesState(method string) bool {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
@@ -124,7 +111,7 @@ func (m *Master) csrf(next http.Handler) http.Handler {
 		// Without a token the master listens on loopback only, and only a
 		// page that reached it through DNS rebinding (evil.example resolving
 		// to 127.0.0.1) names another host: its requests look same-origin.
-		if m.cfg.Token == "" && !isLoopbackHost(r.Host) {
+		if m.cfg.Token == "" && !netaddr.IsLoopbackHost(r.Host) {
 			writeError(w, http.StatusForbidden, fmt.Sprintf("browser request for host %q refused: a master without a token answers browsers on loopback names only (localhost, 127.0.0.1, [::1])", r.Host))
 			return
 		}

@@ -2,7 +2,6 @@ package gdpm
 
 import (
 	"log/slog"
-	"net"
 	"os"
 )
 
@@ -18,19 +17,6 @@ func orDefault[T comparable](v, def T) T {
 		return def
 	}
 	return v
-}
-
-// isLoopback reports whether a listen address binds loopback only.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // discardLogger is the default of every Logger field: gdpm is silent

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 
 	"github.com/capy-pl/gdpm/internal/backoff"
+	"github.com/capy-pl/gdpm/internal/netaddr"
 )
 
 // MasterConfig configures a Master. Zero fields take the defaults noted.
@@ -112,7 +113,7 @@ func (c MasterConfig) withDefaults() (MasterConfig, error) {
 	}
 	if c.Token == "" {
 		for _, a := range []string{c.HTTPAddr, c.TCPAddr} {
-			if a != ListenerOff && !isLoopback(a) {
+			if a != ListenerOff && !netaddr.IsLoopbackListen(a) {
 				return c, fmt.Errorf("%w: without a token the master listens on loopback only; set a token to listen on %q", ErrInvalidConfig, a)
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/capy-pl/gdpm/internal/backoff"
+	"github.com/capy-pl/gdpm/internal/netaddr"
 	"github.com/capy-pl/gdpm/internal/proc"
 )
 
@@ -117,7 +118,7 @@ func (c SlaveConfig) withDefaults() (SlaveConfig, error) {
 	if _, _, err := net.SplitHostPort(c.LogAddr); err != nil {
 		return c, fmt.Errorf("%w: log address %q: %v", ErrInvalidConfig, c.LogAddr, err)
 	}
-	if c.Token == "" && !isLoopback(c.LogAddr) {
+	if c.Token == "" && !netaddr.IsLoopbackListen(c.LogAddr) {
 		return c, fmt.Errorf("%w: without a token the slave serves logs on loopback only; set a token to listen on %q", ErrInvalidConfig, c.LogAddr)
 	}
 	if c.LogMaxSize < 0 || c.LogMaxFiles < 0 {
@@ -182,7 +183,11 @@ func NewSlave(cfg SlaveConfig) (*Slave, error) {
 }
 
 // Start begins registering and running work in the background and returns
-// at once; WaitReady tells when the slave has registered.
+// at once; WaitReady tells when the slave has registered. Start waits for
+// nothing, so ctx's deadline and cancellation do not apply (its values
+// are kept): the background work lives until Close, not until ctx ends,
+// because a slave's processes must not stop with the context of the call
+// that started them.
 func (s *Slave) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/capy-pl/gdpm"
 	"github.com/capy-pl/gdpm/examples/internal/cmdutil"
+	"github.com/capy-pl/gdpm/internal/netaddr"
 )
 
 // secFlags are the master's security flags.
@@ -55,25 +56,13 @@ func checkListen(token string, listeners map[string]string) error {
 	}
 	for _, flagName := range []string{"http", "tcp", "etcd-listen"} {
 		addr, ok := listeners[flagName]
-		if !ok || isLoopback(addr) {
+		if !ok || netaddr.IsLoopbackListen(addr) {
 			continue
 		}
 		return cmdutil.Usagef("-%s %s is not loopback: without a token anyone who reaches it could run commands on every slave. "+
 			"Set -token (or GDPM_TOKEN) to secure the cluster: TLS on every channel with a built-in CA, and slaves join with the printed line", flagName, addr)
 	}
 	return nil
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // security is what the flags decided: the master's TLS, its etcd client
