@@ -29,25 +29,40 @@ func startClusterEtcd(t *testing.T, token string) (string, []string) {
 	return c.APIURL(c.Masters[0]), c.Endpoints()
 }
 
+// testCLI runs gdpm-client's run in process with a fixed environment, as a
+// user's shell would.
+type testCLI struct {
+	t    *testing.T
+	vars map[string]string
+}
+
+func newTestCLI(t *testing.T, vars map[string]string) *testCLI { return &testCLI{t: t, vars: vars} }
+
+// getenv is the environment run reads.
+func (c *testCLI) getenv(k string) string { return c.vars[k] }
+
+// run runs one command line: its exit status, stdout and stderr.
+func (c *testCLI) run(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb, c.getenv)
+	return code, out.String(), errb.String()
+}
+
+// must runs one command line and fails the test unless it exits 0.
+func (c *testCLI) must(args ...string) string {
+	c.t.Helper()
+	code, out, errs := c.run(args...)
+	if code != 0 {
+		c.t.Fatalf("gdpm-client %v: exit %d\n%s%s", args, code, out, errs)
+	}
+	return out
+}
+
 // TestCLIAgainstARealCluster drives the verbs end to end as a user would.
 func TestCLIAgainstARealCluster(t *testing.T) {
 	addr := startCluster(t, "tok")
-	env := func(k string) string {
-		return map[string]string{"GDPM_ADDR": addr, "GDPM_TOKEN": "tok"}[k]
-	}
-	cli := func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		code := run(context.Background(), args, &out, &errb, env)
-		return code, out.String(), errb.String()
-	}
-	must := func(args ...string) string {
-		t.Helper()
-		code, out, errs := cli(args...)
-		if code != 0 {
-			t.Fatalf("gdpm-client %v: exit %d\n%s%s", args, code, out, errs)
-		}
-		return out
-	}
+	c := newTestCLI(t, map[string]string{"GDPM_ADDR": addr, "GDPM_TOKEN": "tok"})
+	env, cli, must := c.getenv, c.run, c.must
 
 	if out := must("get", "nodes"); !strings.Contains(out, "online") {
 		t.Fatalf("get nodes:\n%s", out)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -60,11 +59,7 @@ func startSecureCluster(t *testing.T, token string) (string, string) {
 func TestCLIAgainstASecuredCluster(t *testing.T) {
 	addr, hash := startSecureCluster(t, "tok")
 	vars := map[string]string{"GDPM_ADDR": strings.TrimPrefix(addr, "https://"), "GDPM_TOKEN": "tok", "GDPM_CA_HASH": hash}
-	cli := func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		code := run(context.Background(), args, &out, &errb, func(k string) string { return vars[k] })
-		return code, out.String(), errb.String()
-	}
+	cli := newTestCLI(t, vars).run
 	code, out, errs := cli("create", "--", "sh", "-c", "echo secured hello; exec sleep 100")
 	if code != 0 {
 		t.Fatalf("create: exit %d %s%s", code, out, errs)

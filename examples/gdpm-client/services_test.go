@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -10,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capy-pl/gdpm"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/capy-pl/gdpm"
 )
 
 const appsFile = `# two services
@@ -28,22 +28,8 @@ const appsFile = `# two services
 // lifecycle verbs, names and id prefixes, as a user types them.
 func TestCLINamesSpecFilesAndPrefixes(t *testing.T) {
 	addr, eps := startClusterEtcd(t, "tok")
-	env := func(k string) string {
-		return map[string]string{"GDPM_ADDR": addr, "GDPM_TOKEN": "tok"}[k]
-	}
-	cli := func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		code := run(context.Background(), args, &out, &errb, env)
-		return code, out.String(), errb.String()
-	}
-	must := func(args ...string) string {
-		t.Helper()
-		code, out, errs := cli(args...)
-		if code != 0 {
-			t.Fatalf("gdpm-client %v: exit %d\n%s%s", args, code, out, errs)
-		}
-		return out
-	}
+	c := newTestCLI(t, map[string]string{"GDPM_ADDR": addr, "GDPM_TOKEN": "tok"})
+	cli, must := c.run, c.must
 	detail := func(ref string) gdpm.ServiceDetail {
 		t.Helper()
 		var d gdpm.ServiceDetail
