@@ -5,8 +5,9 @@ import (
 	"os"
 	"testing"
 
-	"github.com/capy-pl/gdpm"
 	"github.com/chromedp/chromedp"
+
+	"github.com/capy-pl/gdpm"
 )
 
 // TestWebInterfaceHealth: a crash-looping service shows its status word
@@ -14,15 +15,7 @@ import (
 // one with its CPU and memory; the panel says its last error. The
 // screenshot is docs/ui-status.png.
 func TestWebInterfaceHealth(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a real cluster driven through a browser: skipped with -short")
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing; CI must install chromium: %v", chromium, err)
-		}
-		t.Skipf("%s is missing (apt-get install chromium)", chromium)
-	}
+	needBrowser(t)
 	c := startCluster(t, "health-secret", 1)
 	ctx := context.Background()
 	ok, err := c.client.CreateService(ctx, gdpm.CreateRequest{Name: "web", Command: "sleep 1000", InstanceNum: ptr(2)})

@@ -2,26 +2,18 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"testing"
 
-	"github.com/capy-pl/gdpm"
 	"github.com/chromedp/chromedp"
+
+	"github.com/capy-pl/gdpm"
 )
 
 // TestWebInterfaceServices: a service created with a name shows the name
 // in the list and the panel; Stop, Start and Restart work from the panel,
 // and a restart shows its progress.
 func TestWebInterfaceServices(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a real cluster driven through a browser: skipped with -short")
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing; CI must install chromium: %v", chromium, err)
-		}
-		t.Skipf("%s is missing (apt-get install chromium)", chromium)
-	}
+	needBrowser(t)
 	c := startCluster(t, "svc-secret", 1)
 	p := openBrowser(t)
 	p.do("open the page", chromedp.Navigate("http://"+c.master.HTTPAddr()+"/ui/"))

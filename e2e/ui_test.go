@@ -17,10 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capy-pl/gdpm"
-	"github.com/capy-pl/gdpm/internal/gdpmtest"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/capy-pl/gdpm"
+	"github.com/capy-pl/gdpm/internal/gdpmtest"
 )
 
 // chromium is where Debian's chromium package puts the browser.
@@ -34,15 +35,7 @@ const waitTime = 20 * time.Second
 // service whose processes run; it shows an instance's log, scales the
 // service and deletes it, which stops the processes.
 func TestWebInterface(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a real cluster driven through a browser: skipped with -short")
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing; CI must install chromium: %v", chromium, err)
-		}
-		t.Skipf("%s is missing (apt-get install chromium)", chromium)
-	}
+	needBrowser(t)
 	const token = "e2e-secret"
 	// A secured cluster, as any cluster with a token: the page is served
 	// over HTTPS, and the browser trusts exactly the master's key.
@@ -120,6 +113,21 @@ type cluster struct {
 	master *gdpm.Master
 	slaves []*gdpm.Slave
 	client *gdpm.Client
+}
+
+// needBrowser skips a browser test in -short mode and where Chromium is
+// missing, except in CI, which must have installed it.
+func needBrowser(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("a real cluster driven through a browser: skipped with -short")
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is missing; CI must install chromium: %v", chromium, err)
+		}
+		t.Skipf("%s is missing (apt-get install chromium)", chromium)
+	}
 }
 
 func startCluster(t *testing.T, token string, slaves int) *cluster {

@@ -2,14 +2,14 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/capy-pl/gdpm"
 	"github.com/chromedp/chromedp"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/capy-pl/gdpm"
 )
 
 // staleTime bounds how long the page may keep showing what it last read
@@ -58,15 +58,7 @@ func inViewport(sel string) string {
 // stopped the page says so and greys its tables, then recovers by itself
 // when a master serves again. It takes the README's screenshots.
 func TestWebInterfaceStaysHonest(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a real cluster driven through a browser: skipped with -short")
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing; CI must install chromium: %v", chromium, err)
-		}
-		t.Skipf("%s is missing (apt-get install chromium)", chromium)
-	}
+	needBrowser(t)
 	c := startCluster(t, "views-secret", 2)
 	p := openBrowser(t)
 	url := "http://" + c.master.HTTPAddr() + "/ui/"
