@@ -20,6 +20,10 @@ const (
 	exitFailed      = 1 // the request failed
 	exitUsage       = 2 // the command line is wrong
 	exitInterrupted = 130
+	// diff, as diff(1) and kubectl diff: 0 no changes, 1 changes, 2
+	// trouble (a usage error or a failed request).
+	exitDiffers     = 1
+	exitDiffTrouble = 2
 )
 
 // api is the part of *gdpm.Client the verbs use.
@@ -101,6 +105,8 @@ func report(ctx context.Context, stderr io.Writer, cmd command, err error) int {
 	case ctx.Err() != nil:
 		fmt.Fprintln(stderr, "gdpm-client: interrupted")
 		return exitInterrupted
+	case errors.Is(err, errDiffers):
+		return exitDiffers
 	}
 	msg := strings.TrimPrefix(err.Error(), "gdpm: ")
 	switch {
@@ -112,6 +118,9 @@ func report(ctx context.Context, stderr io.Writer, cmd command, err error) int {
 		msg += "; is a gdpm-master serving there? Set its address with -addr or GDPM_ADDR"
 	}
 	fmt.Fprintf(stderr, "gdpm-client: %s\n", msg)
+	if cmd.Kind == kindDiff {
+		return exitDiffTrouble
+	}
 	return exitFailed
 }
 

@@ -206,7 +206,9 @@ Examples:
 
 Show what "apply -f FILE" would change, service by service: the spec as
 it stands ("-") and as the file has it ("+"), defaults spelt out; "no
-changes" when there are none. It changes nothing.
+changes" when there are none. It changes nothing. Exit status, as
+diff(1): 0 no changes, 1 changes, 2 trouble (the file or a request
+failed).
 
 ` + globalFlags + `
 Examples:

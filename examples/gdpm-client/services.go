@@ -156,8 +156,12 @@ func diff(ctx context.Context, c api, cmd command, w io.Writer) error {
 		_, err := fmt.Fprintln(w, "no changes")
 		return err
 	}
-	return nil
+	return errDiffers
 }
+
+// errDiffers is diff's answer when apply would change something: exit 1
+// and no message, as diff(1) and kubectl diff, so a script can ask.
+var errDiffers = errors.New("differences found")
 
 // normalize spells out a spec file entry's defaults, as the master stores
 // and shows them, so that diff compares like with like.

@@ -67,8 +67,16 @@ func TestCLINamesSpecFilesAndPrefixes(t *testing.T) {
 		t.Errorf("diff of an applied file:\n%s", out)
 	}
 	os.WriteFile(file, []byte(strings.Replace(appsFile, "hello", "bonjour", 1)), 0o644)
-	if out := must("diff", "-f", file); !strings.Contains(out, "~ service web") || !strings.Contains(out, "-     GREETING: hello\n+     GREETING: bonjour\n") || strings.Contains(out, "worker") {
-		t.Errorf("diff of a changed env:\n%s", out)
+	if code, out, errs := cli("diff", "-f", file); code != exitDiffers || errs != "" || !strings.Contains(out, "~ service web") || !strings.Contains(out, "-     GREETING: hello\n+     GREETING: bonjour\n") || strings.Contains(out, "worker") {
+		t.Errorf("diff of a changed env: exit %d, stderr %q, want %d and:\n%s", code, errs, exitDiffers, out)
+	}
+	// Trouble is 2, not the 1 of "changes": a wrong token, a missing file.
+	badToken := newTestCLI(t, map[string]string{"GDPM_ADDR": addr, "GDPM_TOKEN": "wrong"})
+	if code, _, errs := badToken.run("diff", "-f", file); code != exitDiffTrouble || !strings.Contains(errs, "token") {
+		t.Errorf("diff with a wrong token: exit %d, stderr %q; want %d naming the token", code, errs, exitDiffTrouble)
+	}
+	if code, _, errs := cli("diff", "-f", file+".missing"); code != exitDiffTrouble || errs == "" {
+		t.Errorf("diff of a missing file: exit %d, stderr %q; want %d", code, errs, exitDiffTrouble)
 	}
 	// get -o yaml prints a spec that applies as unchanged, from stdin.
 	spec := must("get", "service", "web", "-o", "yaml")
