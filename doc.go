@@ -12,7 +12,7 @@
 // Masters, clients and the embedded etcd run wherever Go does. A slave
 // needs Linux: it supervises processes with process groups, pidfds (Linux
 // 5.3; older kernels cost a thread per instance), epoll and /proc, all in
-// internal/proc. Elsewhere the package builds and [NewSlave] fails with
+// internal/runner and internal/proc. Elsewhere the package builds and [NewSlave] fails with
 // [ErrUnsupportedOS].
 //
 // # Embedding
@@ -68,7 +68,7 @@
 //
 // The files say their side: master.go, api*.go, readmodel.go, events.go,
 // metrics.go and masterlogs.go serve; scheduler.go and sched*.go place;
-// slave*.go run instances, on internal/proc; apitypes.go, keys.go and
+// slave*.go run instances, on internal/runner and internal/proc; apitypes.go, keys.go and
 // limits.go are the wire, the etcd layout and every default. The README's
 // architecture section has the whole map.
 //

@@ -3,16 +3,15 @@ package gdpm
 import (
 	"log/slog"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
-	"time"
+
+	"github.com/capy-pl/gdpm/internal/runner"
 )
 
-// The slave's side of one instance, the part that builds everywhere: how
-// a runner is configured and what environment its process gets. The
-// runner itself (slaverunner.go) is Linux-only, on internal/proc; elsewhere
-// slaverunner_other.go stands in, and NewSlave refuses first.
+// What the slave says about one instance to start it: its assignment,
+// identity, ports, where its logs go, and the callbacks. slaverunner.go
+// turns it into internal/runner's Config.
 
 // runnerConfig configures the supervision of one instance.
 type runnerConfig struct {
@@ -25,8 +24,8 @@ type runnerConfig struct {
 	// <LogDir>/<svc>/<inst>.stdout and .stderr (dirs created) and rotated
 	// at LogMaxSize bytes, keeping LogMaxFiles files per stream; "" discards.
 	LogDir      string
-	LogMaxSize  int64 // default DefaultLogMaxSize
-	LogMaxFiles int   // default DefaultLogMaxFiles
+	LogMaxSize  int64 // SlaveConfig's, defaults applied
+	LogMaxFiles int
 	// Env is the base environment; nil means os.Environ(). Spec.Env is
 	// added on top, and Identity on top of that.
 	Env []string
@@ -49,28 +48,18 @@ type runnerConfig struct {
 	// here without a moment where it could name someone else's group. It
 	// is called from the runner's goroutine and must return soon.
 	OnExit  func(pid int)
-	Logger  *slog.Logger // nil = silent
-	Backoff backoffConfig
+	Logger  *slog.Logger   // nil = silent
+	Backoff runner.Backoff // zero: the runner's defaults
 }
 
-// backoffConfig shapes the delay between restarts; zero fields take the
-// defaults below.
-type backoffConfig struct {
-	Initial time.Duration // first restart delay
-	Max     time.Duration // cap
-	Reset   time.Duration // a run this long resets the delay to Initial
-}
-
-func buildEnv(base []string, extra map[string]string) []string {
-	if base == nil {
-		base = os.Environ()
+// specEnv is a spec's Env as NAME=VALUE entries, sorted by name, to go on
+// top of the base environment (a later entry of a name wins).
+func specEnv(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, k+"="+env[k])
 	}
-	env := slices.Clone(base)
-	// os/exec keeps the last of duplicate keys, so appending overrides.
-	for _, k := range slices.Sorted(maps.Keys(extra)) {
-		env = append(env, k+"="+extra[k])
-	}
-	return env
+	return out
 }
 
 func workDir(base, dir string) string {

@@ -2,7 +2,9 @@ package gdpm
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -43,21 +45,23 @@ func newInstanceLogs(dir, svc, inst string, maxSize int64, maxFiles int) (*insta
 	return &instanceLogs{out: newRotatingFile(out, maxSize, maxFiles), err: newRotatingFile(errPath, maxSize, maxFiles)}, nil
 }
 
-// markStart and markExit record a process start (its pid) and exit (its
+// instanceLogs is the runner's Output (internal/runner).
+
+func (l *instanceLogs) Stdout() io.Writer { return l.out }
+func (l *instanceLogs) Stderr() io.Writer { return l.err }
+
+// MarkStart and MarkExit record a process start (its pid) and exit (its
 // code) in the stdout index (slavelogindex.go), where the output stands.
-func (l *instanceLogs) markStart(pid int) error {
+func (l *instanceLogs) MarkStart(pid int) error {
 	return l.out.mark(logRecStarted, int32(pid), time.Now())
 }
 
-func (l *instanceLogs) markExit(code int) error {
+func (l *instanceLogs) MarkExit(code int) error {
 	return l.out.mark(logRecExited, int32(code), time.Now())
 }
 
-func (l *instanceLogs) Close() {
-	if l != nil {
-		l.out.Close()
-		l.err.Close()
-	}
+func (l *instanceLogs) Close() error {
+	return errors.Join(l.out.Close(), l.err.Close())
 }
 
 // rotatingFile is one instance stream's log: PATH is the current file,

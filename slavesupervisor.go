@@ -20,8 +20,8 @@ type supervisor struct {
 	status *statusWriter
 
 	mu       sync.Mutex
-	running  map[string]*runner // svc/inst
-	stopping map[string]*runner
+	running  map[string]*instanceRunner // svc/inst
+	stopping map[string]*instanceRunner
 	desired  map[string]Assignment
 	wg       sync.WaitGroup
 }
@@ -39,7 +39,7 @@ type slaveDeps struct {
 }
 
 func newSupervisor(deps slaveDeps, node string, sw *statusWriter) *supervisor {
-	return &supervisor{deps: deps, node: node, status: sw, running: map[string]*runner{}, stopping: map[string]*runner{}}
+	return &supervisor{deps: deps, node: node, status: sw, running: map[string]*instanceRunner{}, stopping: map[string]*instanceRunner{}}
 }
 
 // sync starts and stops runners to match desired, keeping a copy.
@@ -100,7 +100,7 @@ func (sup *supervisor) has(svc, inst string) bool {
 	return running || stopping
 }
 
-func (sup *supervisor) stop(key string, r *runner) {
+func (sup *supervisor) stop(key string, r *instanceRunner) {
 	defer sup.wg.Done()
 	r.Stop(context.Background())
 	sup.deps.ports.release(r.cfg.Ports)
@@ -120,7 +120,7 @@ func (sup *supervisor) stopAll(ctx context.Context, kill bool) {
 	sup.mu.Lock()
 	sup.desired = nil
 	runners := sup.running
-	sup.running = map[string]*runner{}
+	sup.running = map[string]*instanceRunner{}
 	sup.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, r := range runners {

@@ -1,6 +1,6 @@
 // Package proc is the Linux machinery under gdpm's slaves, apart from the
-// cluster logic; the runner of one instance (the root's slaverunner.go) is
-// built on it:
+// cluster logic; the runner of one instance (internal/runner) is built on
+// it:
 //
 //   - One epoll loop (fdpoller.go) watches every process's exit (a pidfd,
 //     pidfd.go) and output pipes (logpump.go) for the whole process: no

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// What gdpm's instance runner (slaverunner.go at the root) builds on: the
+// What gdpm's instance runner (internal/runner) builds on: the
 // shared poller, exits without a thread, output pumps, group signals and
 // the one kill-until-gone loop.
 

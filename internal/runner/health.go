@@ -1,6 +1,6 @@
 //go:build linux
 
-package gdpm
+package runner
 
 import (
 	"context"
@@ -16,15 +16,15 @@ import (
 	"time"
 )
 
-// healthChecker runs one process's health check beside it, on the slave:
-// every Interval it runs the check with Timeout and tells the runner when
-// its verdict changes. Failures within Grace of the start do not count; a
-// pass makes the process healthy at once. Failures in a row make it
-// unhealthy. One goroutine per checked process; stop waits for it.
+// healthChecker runs one process's health check beside it: every Interval
+// it runs the check with Timeout and tells the runner when its verdict
+// changes. Failures within Grace of the start do not count; a pass makes
+// the process healthy at once. Failures in a row make it unhealthy. One
+// goroutine per checked process; stop waits for it.
 type healthChecker struct {
-	check   HealthCheck
-	target  string // Exec, HTTP or TCP with the instance's variables expanded
-	env     []string
+	check   Check
+	target  string   // Exec, HTTP or TCP with the process's variables expanded
+	env     []string // the process's environment, for an Exec check
 	dir     string
 	started time.Time
 
@@ -34,26 +34,26 @@ type healthChecker struct {
 	http     *http.Client
 }
 
-// healthVerdict is a change of an instance's health.
+// healthVerdict is a change of a process's health.
 type healthVerdict struct {
 	health Health
 	reason string // why the last check failed
 }
 
-// startHealth starts checking p; nil when the spec has no check (a nil
-// checker's results channel is nil, so the runner's select never picks it).
-func (r *runner) startHealth(p *child) *healthChecker {
-	c := r.cfg.Assignment.Spec.Check
+// startHealth starts checking a process started at started with env; nil
+// when there is no check (a nil checker's results channel is nil, so the
+// runner's select never picks it).
+func startHealth(c *Check, env []string, dir string, started time.Time) *healthChecker {
 	if c == nil {
 		return nil
 	}
-	h := &healthChecker{check: *c, env: r.env, dir: r.dir, started: p.started,
+	h := &healthChecker{check: *c, dir: dir, started: started,
 		verdicts: make(chan healthVerdict), done: make(chan struct{})}
-	lookup := envLookup(r.env)
-	expand := func(s string) string { return os.Expand(s, lookup) }
+	expand := func(s string) string { return os.Expand(s, envLookup(env)) }
 	switch {
 	case c.Exec != "":
 		h.target = expand(c.Exec)
+		h.env = env
 	case c.HTTP != "":
 		h.target = expand(c.HTTP)
 		// No keep-alive: a check is one request every few seconds, and
@@ -89,7 +89,7 @@ func (h *healthChecker) stop() {
 
 func (h *healthChecker) loop() {
 	defer h.wg.Done()
-	t := time.NewTicker(h.check.interval())
+	t := time.NewTicker(h.check.Interval)
 	defer t.Stop()
 	health, fails := HealthStarting, 0
 	for {
@@ -98,11 +98,11 @@ func (h *healthChecker) loop() {
 		switch {
 		case err == nil:
 			fails, next = 0, HealthHealthy
-		case time.Since(h.started) < h.check.grace():
+		case time.Since(h.started) < h.check.Grace:
 			// Still starting: a failure does not count yet.
 		default:
 			fails++
-			if fails >= h.check.failures() {
+			if fails >= max(h.check.Failures, 1) {
 				next = HealthUnhealthy
 			}
 		}
@@ -128,7 +128,7 @@ func (h *healthChecker) loop() {
 
 // run performs one check: nil when healthy.
 func (h *healthChecker) run() error {
-	ctx, cancel := context.WithTimeout(context.Background(), h.check.timeout())
+	ctx, cancel := context.WithTimeout(context.Background(), h.check.Timeout)
 	defer cancel()
 	go func() {
 		select {
@@ -164,10 +164,10 @@ func (h *healthChecker) run() error {
 	}
 }
 
-// runExec runs the Exec command in the instance's environment, in a
+// runExec runs the Exec command in the process's environment, in a
 // process group of its own that a timeout kills whole.
 func (h *healthChecker) runExec(ctx context.Context) error {
-	argv := commandArgv(h.target)
+	argv := CommandArgv(h.target)
 	if len(argv) == 0 {
 		return errors.New("empty check command")
 	}
@@ -178,7 +178,7 @@ func (h *healthChecker) runExec(ctx context.Context) error {
 	cmd.WaitDelay = time.Second
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
-		return fmt.Errorf("check %q timed out after %s", h.target, h.check.timeout())
+		return fmt.Errorf("check %q timed out after %s", h.target, h.check.Timeout)
 	}
 	if err != nil {
 		msg := strings.TrimSpace(string(out))
@@ -191,33 +191,4 @@ func (h *healthChecker) runExec(ctx context.Context) error {
 		return fmt.Errorf("check %q: %v", h.target, err)
 	}
 	return nil
-}
-
-// envLookup looks a name up in an environment list; the last entry of a
-// name wins, as for exec.
-func envLookup(env []string) func(string) string {
-	m := make(map[string]string, len(env))
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			m[k] = v
-		}
-	}
-	return func(k string) string { return m[k] }
-}
-
-// errUnhealthy is the exit reason of a process its health check replaced.
-var errUnhealthy = errors.New("unhealthy")
-
-// onHealth records a verdict in the runner's status and reports whether
-// the process is to be replaced. Called from the runner's goroutine.
-func (r *runner) onHealth(v healthVerdict, p *child) (replace bool) {
-	r.mu.Lock()
-	r.health, r.healthError = v.health, v.reason
-	st := r.status
-	r.mu.Unlock()
-	if v.health == HealthUnhealthy {
-		r.log.Warn("unhealthy", "pid", p.pid, "reason", v.reason)
-	}
-	r.emit(st)
-	return v.health == HealthUnhealthy && r.cfg.Assignment.Spec.Check.restarts()
 }
