@@ -318,6 +318,9 @@ func BenchmarkFootprint(b *testing.B) {
 		// Threads show whether anything blocks one per instance (a wait
 		// per process did, before the epoll loop).
 		b.ReportMetric(procStatus(b, sp.cmd.Process.Pid, "Threads"), "slave-threads")
+		if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", sp.cmd.Process.Pid)); err == nil {
+			b.ReportMetric(float64(len(fds)), "slave-fds")
+		}
 		b.ReportMetric(float64(n), "instances")
 		b.StopTimer()
 		if err := cl.DeleteService(ctxT(b), id); err != nil {

@@ -171,7 +171,9 @@ func (w *rotatingFile) record(kind uint32, arg int32, t time.Time) {
 }
 
 // mark records a start or exit marker (slavelogindex.go) at the current end of
-// the output, opening the file when nothing was written yet.
+// the output. A file opened for the marker alone is closed again: an
+// instance that prints nothing (most of a thousand sleeping ones) holds no
+// descriptor for its logs; the first output opens them for good.
 func (w *rotatingFile) mark(kind uint32, arg int32, t time.Time) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -179,6 +181,7 @@ func (w *rotatingFile) mark(kind uint32, arg int32, t time.Time) error {
 		if err := w.open(); err != nil {
 			return err
 		}
+		defer w.closeFiles()
 	}
 	w.record(kind, arg, t)
 	return nil

@@ -13,16 +13,23 @@ import (
 // (command, environment, policies, the log files and the cgroup as hooks)
 // and the runner's statuses into InstanceStatus.
 
-// instanceRunner supervises one instance.
+// instanceRunner supervises one instance. It keeps only what its statuses
+// need: a slave holds thousands.
 type instanceRunner struct {
-	cfg runnerConfig
+	cfg instanceIDs
 	r   *runner.Runner
+}
+
+// instanceIDs is what a status says about whose it is.
+type instanceIDs struct {
+	Service, Instance, Node string
+	Ports                   map[string]int
 }
 
 // startRunner starts supervising cfg's instance and returns at once.
 func startRunner(cfg runnerConfig) *instanceRunner {
 	a := cfg.Assignment
-	ir := &instanceRunner{cfg: cfg}
+	ir := &instanceRunner{cfg: instanceIDs{Service: a.Service, Instance: a.Instance, Node: cfg.Node, Ports: cfg.Ports}}
 	rc := runner.Config{
 		Command:       a.Spec.Command,
 		BaseEnv:       cfg.Env,
@@ -36,12 +43,13 @@ func startRunner(cfg runnerConfig) *instanceRunner {
 		Check:         runnerCheck(a.Spec.Check),
 		OnStart:       cfg.OnStart,
 		OnExit:        cfg.OnExit,
+		Logger:        cfg.Logger,
 	}
 	if cfg.Logger != nil {
-		rc.Logger = cfg.Logger.With("service", a.Service, "instance", a.Instance)
+		rc.LogAttrs = []any{"service", a.Service, "instance", a.Instance}
 	}
-	if cfg.OnStatus != nil {
-		rc.OnStatus = func(st runner.Status) { cfg.OnStatus(ir.instanceStatus(st)) }
+	if onStatus := cfg.OnStatus; onStatus != nil {
+		rc.OnStatus = func(st runner.Status) { onStatus(ir.instanceStatus(st)) }
 	}
 	var logsErr, cgErr error
 	if cfg.LogDir != "" {
@@ -72,7 +80,7 @@ func startRunner(cfg runnerConfig) *instanceRunner {
 // call concurrently.
 func (ir *instanceRunner) Stop(ctx context.Context) error {
 	if err := ir.r.Stop(ctx); err != nil {
-		return fmt.Errorf("gdpm: stop %s/%s: %w", ir.cfg.Assignment.Service, ir.cfg.Assignment.Instance, err)
+		return fmt.Errorf("gdpm: stop %s/%s: %w", ir.cfg.Service, ir.cfg.Instance, err)
 	}
 	return nil
 }
@@ -92,13 +100,13 @@ func (ir *instanceRunner) Done() <-chan struct{} { return ir.r.Done() }
 // instanceStatus is st with the instance's ids and ports; assigned before
 // the runner reported anything.
 func (ir *instanceRunner) instanceStatus(st runner.Status) InstanceStatus {
-	a := ir.cfg.Assignment
+	id := ir.cfg
 	state := InstanceState(st.State)
 	if state == "" {
 		state = StateAssigned
 	}
 	return InstanceStatus{
-		Service: a.Service, Instance: a.Instance, Node: ir.cfg.Node, Ports: ir.cfg.Ports,
+		Service: id.Service, Instance: id.Instance, Node: id.Node, Ports: id.Ports,
 		State: state, PID: st.PID, StartedAt: st.StartedAt, ExitCode: st.ExitCode,
 		Restarts: st.Restarts, Error: st.Error,
 		Health: Health(st.Health), HealthError: st.HealthError,

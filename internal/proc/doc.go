@@ -11,8 +11,12 @@
 //     previous run left, and an optional child subreaper (subreaper.go)
 //     reaps the orphans of the instances.
 //   - procfs.go is the one /proc walker and the one kill-until-gone loop.
-//   - lowlevel.go is what the runner uses: AcquirePoller, WatchExit,
-//     OpenPumps, SignalGroup, KillGroupsUntilGone, StartTime.
+//   - spawn.go starts a process with one pidfd and reaps it, without
+//     os/exec (which keeps a command, an environment and a second pidfd
+//     per process).
+//   - lowlevel.go is what the runner uses: AcquirePoller, Spawn,
+//     WatchExit, Reap, OpenPumps, SignalGroup, KillGroupsUntilGone,
+//     StartTime.
 //
 // Everything here needs Linux (pidfd, epoll, prctl, /proc). On other
 // systems the package builds, so that gdpm's master and client do, but

@@ -23,9 +23,11 @@ func AcquirePoller() (*Poller, error) { return acquirePoller() }
 // ReleasePoller gives back an AcquirePoller; the last one stops the loop.
 func ReleasePoller() { releasePoller() }
 
-// WatchExit returns a channel closed once pid, a child of this process,
-// has exited, without reaping it (pidfd.go).
-func WatchExit(p *Poller, pid int) <-chan struct{} { return watchExit(p, pid) }
+// WatchExit calls onExit once pid, a child of this process, has exited,
+// without reaping it (pidfd.go). It takes over pidfd, the process's pidfd
+// from Spawn, or opens one when pidfd < 0. onExit runs on the poller's
+// goroutine and must return soon.
+func WatchExit(p *Poller, pid, pidfd int, onExit func()) { watchExit(p, pid, pidfd, onExit) }
 
 // Pumps drain one process's stdout and stderr pipes on the poller
 // (logpump.go).

@@ -3,7 +3,6 @@
 package proc
 
 import (
-	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -22,40 +21,40 @@ const (
 	pPIDFD        = 3                  // P_PIDFD
 )
 
-// watchExit returns a channel that is closed once pid, a child of this
-// process, has exited. It does not reap it: the zombie keeps the pid and
-// its process group id from being reused until the caller reaps it.
-func watchExit(poller *fdPoller, pid int) <-chan struct{} {
-	ch := make(chan struct{})
-	// Without a pidfd (an old kernel): a goroutine, and its thread,
-	// blocked in waitid.
-	blocking := func() <-chan struct{} {
-		go func() { waitExitedBlocking(pid); close(ch) }()
-		return ch
+// watchExit calls onExit once pid, a child of this process, has exited. It
+// does not reap it: the zombie keeps the pid and its process group id from
+// being reused until the caller reaps it. pidfd is the process's pidfd
+// (from its start, Spawn), which watchExit takes over and closes; with
+// pidfd < 0 it opens one. onExit runs on the poller's goroutine and must
+// return soon.
+func watchExit(poller *fdPoller, pid, pidfd int, onExit func()) {
+	if pidfd < 0 {
+		fd, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), pidfdNonblock, 0)
+		if errno != 0 {
+			// No pidfd (an old kernel): a goroutine, and its thread,
+			// blocked in waitid.
+			go func() { waitExitedBlocking(pid); onExit() }()
+			return
+		}
+		pidfd = int(fd)
 	}
-	fd, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), pidfdNonblock, 0)
-	if errno != 0 {
-		return blocking()
-	}
-	var mu sync.Mutex
+	// Only the poller's goroutine calls the handler, so done needs no
+	// lock. The epoll watch is level-triggered: a process that exited
+	// before the add is reported at once.
 	done := false
 	check := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if done || !pidfdExited(int(fd)) {
+		if done || !pidfdExited(pidfd) {
 			return
 		}
 		done = true
-		poller.remove(int(fd))
-		syscall.Close(int(fd))
-		close(ch)
+		poller.remove(pidfd)
+		syscall.Close(pidfd)
+		onExit()
 	}
-	if err := poller.add(int(fd), check); err != nil {
-		syscall.Close(int(fd))
-		return blocking()
+	if err := poller.add(pidfd, check); err != nil {
+		syscall.Close(pidfd)
+		go func() { waitExitedBlocking(pid); onExit() }()
 	}
-	check() // it may have exited before add
-	return ch
 }
 
 // pidfdExited tells, without waiting or reaping, whether the process of

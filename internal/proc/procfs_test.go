@@ -56,8 +56,10 @@ func TestPumpsAndWatchExit(t *testing.T) {
 	ow.Close()
 	ew.Close()
 	pp.Start(func(err error) { t.Errorf("pump: %v", err) })
+	exited := make(chan struct{})
+	WatchExit(p, cmd.Process.Pid, -1, func() { close(exited) })
 	select {
-	case <-WatchExit(p, cmd.Process.Pid):
+	case <-exited:
 	case <-time.After(10 * time.Second):
 		t.Fatal("exit not seen")
 	}

@@ -61,8 +61,11 @@ type Config struct {
 	// here without a moment where it could name someone else's group. It
 	// is called from the runner's goroutine and must return soon.
 	OnExit func(pid int)
-	// Logger receives the runner's messages; nil is silent.
-	Logger *slog.Logger
+	// Logger receives the runner's messages; nil is silent. LogAttrs
+	// (key-value pairs, as for Logger.With) go with every message: what
+	// the process is.
+	Logger   *slog.Logger
+	LogAttrs []any
 }
 
 // DefaultStopTimeout is Config.StopTimeout's default.

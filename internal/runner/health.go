@@ -20,7 +20,8 @@ import (
 // it runs the check with Timeout and tells the runner when its verdict
 // changes. Failures within Grace of the start do not count; a pass makes
 // the process healthy at once. Failures in a row make it unhealthy. One
-// goroutine per checked process; stop waits for it.
+// goroutine per checked process (and only while it runs); stop waits for
+// it.
 type healthChecker struct {
 	check   Check
 	target  string   // Exec, HTTP or TCP with the process's variables expanded
@@ -28,10 +29,10 @@ type healthChecker struct {
 	dir     string
 	started time.Time
 
-	verdicts chan healthVerdict // to the runner: changes only
-	done     chan struct{}
-	wg       sync.WaitGroup
-	http     *http.Client
+	report func(healthVerdict) // to the runner: changes only; must not block
+	done   chan struct{}
+	wg     sync.WaitGroup
+	http   *http.Client
 }
 
 // healthVerdict is a change of a process's health.
@@ -40,15 +41,10 @@ type healthVerdict struct {
 	reason string // why the last check failed
 }
 
-// startHealth starts checking a process started at started with env; nil
-// when there is no check (a nil checker's results channel is nil, so the
-// runner's select never picks it).
-func startHealth(c *Check, env []string, dir string, started time.Time) *healthChecker {
-	if c == nil {
-		return nil
-	}
-	h := &healthChecker{check: *c, dir: dir, started: started,
-		verdicts: make(chan healthVerdict), done: make(chan struct{})}
+// startHealth starts checking a process started at started with env,
+// telling report every change of its health.
+func startHealth(c *Check, env []string, dir string, started time.Time, report func(healthVerdict)) *healthChecker {
+	h := &healthChecker{check: *c, dir: dir, started: started, report: report, done: make(chan struct{})}
 	expand := func(s string) string { return os.Expand(s, envLookup(env)) }
 	switch {
 	case c.Exec != "":
@@ -70,15 +66,8 @@ func startHealth(c *Check, env []string, dir string, started time.Time) *healthC
 	return h
 }
 
-// results is the channel of verdicts; nil for a nil checker.
-func (h *healthChecker) results() <-chan healthVerdict {
-	if h == nil {
-		return nil
-	}
-	return h.verdicts
-}
-
-// stop ends the checks (a running one is cancelled) and waits.
+// stop ends the checks (a running one is cancelled) and waits; nothing is
+// reported after it returns. A nil checker is stopped.
 func (h *healthChecker) stop() {
 	if h == nil {
 		return
@@ -94,6 +83,11 @@ func (h *healthChecker) loop() {
 	health, fails := HealthStarting, 0
 	for {
 		err := h.run()
+		select {
+		case <-h.done:
+			return // a check cut short says nothing
+		default:
+		}
 		next := health
 		switch {
 		case err == nil:
@@ -111,12 +105,8 @@ func (h *healthChecker) loop() {
 			if err != nil {
 				v.reason = err.Error()
 			}
-			select {
-			case h.verdicts <- v:
-				health = next
-			case <-h.done:
-				return
-			}
+			h.report(v)
+			health = next
 		}
 		select {
 		case <-t.C:

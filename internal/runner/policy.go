@@ -148,13 +148,30 @@ var ErrOOM = errors.New("oom")
 var errUnhealthy = errors.New("unhealthy")
 
 // environ is a process's environment: base (os.Environ() when nil) and
-// extra on top. It is built at each start and not kept, so that a
-// thousand runners share one base instead of holding a copy each.
+// extra on top, a later entry of a name replacing an earlier one where it
+// stood (as os/exec does: a program would see the first). It is built at
+// each start and not kept, so that a thousand runners share one base
+// instead of holding a copy each.
 func environ(base, extra []string) []string {
 	if base == nil {
 		base = os.Environ()
 	}
-	return append(slices.Clip(base), extra...)
+	env := make([]string, 0, len(base)+len(extra))
+	at := make(map[string]int, len(base)+len(extra)) // name -> index in env
+	for _, kv := range slices.Concat(base, extra) {
+		name, _, ok := strings.Cut(kv, "=")
+		if !ok {
+			env = append(env, kv)
+			continue
+		}
+		if i, dup := at[name]; dup {
+			env[i] = kv
+			continue
+		}
+		at[name] = len(env)
+		env = append(env, kv)
+	}
+	return env
 }
 
 // envLookup looks a name up in an environment list; the last entry of a

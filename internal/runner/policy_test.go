@@ -98,9 +98,12 @@ func TestEnviron(t *testing.T) {
 	base := make([]string, 2, 10) // room to grow: appending in place would write into it
 	base[0], base[1] = "A=1", "B=2"
 	e1 := environ(base, []string{"C=3"})
-	e2 := environ(base, []string{"D=4"})
-	if !slices.Equal(e1, []string{"A=1", "B=2", "C=3"}) || !slices.Equal(e2, []string{"A=1", "B=2", "D=4"}) {
+	e2 := environ(base, []string{"D=4", "A=5", "D=6"})
+	if !slices.Equal(e1, []string{"A=1", "B=2", "C=3"}) || !slices.Equal(e2, []string{"A=5", "B=2", "D=6"}) {
 		t.Errorf("environ: %q and %q", e1, e2)
+	}
+	if !slices.Equal(base[:2], []string{"A=1", "B=2"}) {
+		t.Errorf("base changed: %q", base[:2])
 	}
 	if got := envLookup([]string{"X=1", "Y=2", "X=3"})("X"); got != "3" {
 		t.Errorf("envLookup X = %q, want the last, 3", got)

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,30 +24,73 @@ import (
 // survives that long, and waiting for it forever would wedge Stop.
 const groupKillWait = 2 * time.Second
 
-// Runner supervises one process through its whole life. One goroutine
-// (run) owns the lifecycle; the methods only signal it.
+// Runner supervises one process through its whole life.
+//
+// It is driven by events, and holds no goroutine while nothing happens: a
+// slave with a thousand instances kept a thousand goroutine stacks (and
+// what a start had grown them to) when each runner had one waiting for
+// its process. The events are the process's exit (a callback from the
+// shared poller, internal/proc), a timer (the restart delay, the stop
+// timeout), a health verdict, Stop and Kill. Each records what happened
+// under mu and kicks the runner: a worker of a small shared pool takes its
+// steps one at a time (so statuses are reported in order) until none is
+// left. Forking, reaping and the status callbacks run on it, never under
+// mu.
 type Runner struct {
-	cfg Config
-	log *slog.Logger
-
-	stopCh   chan struct{} // closed by Stop: graceful stop
-	killCh   chan struct{} // closed by Kill or an expired Stop: SIGKILL now
-	stopOnce sync.Once
-	killOnce sync.Once
-	fenced   atomic.Bool // Kill was called: report nothing more
-	done     chan struct{}
+	cfg    Config
+	done   chan struct{}
+	fenced atomic.Bool // Kill was called: report nothing more
 
 	poller  *proc.Poller // watches the processes' exits and pipes
 	pollErr error        // no poller: every start fails with it
 
-	mu     sync.Mutex
+	mu       sync.Mutex
+	phase    phase
+	stopReq  bool // Stop was called
+	killReq  bool // Kill was called, or Stop's context ended
+	busy     bool // queued for a worker, or on one
+	cur      *child
+	timer    *time.Timer // the restart delay or the stop timeout
+	timerGen uint64      // bumped by every arm and cancel: a stale timer does nothing
+	restarts int
+	bo       restartDelay
+	limit    restartLimit
+	lastExit *exitResult // the exit a restart waits after (phBackoff); nil after a failed start
+
 	status Status
-	// Set by the runner's goroutine and the health checker, copied into
-	// every status (emit): the last bad exit, and the health.
+	// Copied into every status (emit): the last bad exit, and the health.
 	lastError   string
 	lastErrorAt time.Time
 	health      Health
 	healthError string // why the last check failed, while unhealthy
+}
+
+// phase is what a runner is doing.
+type phase uint8
+
+const (
+	phStart    phase = iota // a start is due
+	phRunning               // cur runs
+	phStopping              // cur was sent SIGTERM (Stop, or an unhealthy verdict)
+	phBackoff               // the timer starts it again
+	phIdle                  // no more starts: waiting for Stop or Kill
+	phDone                  // over: Done is closed or about to be
+)
+
+// child is one started process. The flags are guarded by Runner.mu.
+type child struct {
+	pid     int // also the process group id
+	started time.Time
+	pumps   *proc.Pumps    // its output's pumps; nil when discarded
+	health  *healthChecker // nil without a check
+	env     []string       // its environment, until the health check has it
+
+	exited    bool // the leader has exited (not reaped yet)
+	killSent  bool
+	timedOut  bool // the stop timeout passed
+	replacing bool // stopped because unhealthy: restart it
+	why       string
+	verdicts  []healthVerdict // not handled yet
 }
 
 // Start starts supervising cfg's process and returns at once.
@@ -58,14 +103,15 @@ func Start(cfg Config) *Runner {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Runner{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		stopCh: make(chan struct{}),
-		killCh: make(chan struct{}),
-		done:   make(chan struct{}),
+		cfg:   cfg,
+		done:  make(chan struct{}),
+		bo:    restartDelay{cfg: cfg.Backoff},
+		limit: *newRestartLimit(cfg.MaxRestarts, cfg.RestartWindow),
 	}
 	r.poller, r.pollErr = proc.AcquirePoller()
-	go r.run()
+	r.mu.Lock()
+	r.kick()
+	r.mu.Unlock()
 	return r
 }
 
@@ -78,7 +124,10 @@ func (r *Runner) Stop(ctx context.Context) error {
 	if r == nil {
 		return nil
 	}
-	r.stopOnce.Do(func() { close(r.stopCh) })
+	r.mu.Lock()
+	r.stopReq = true
+	r.kick()
+	r.mu.Unlock()
 	select {
 	case <-r.done:
 		return nil
@@ -89,7 +138,10 @@ func (r *Runner) Stop(ctx context.Context) error {
 		return nil
 	default:
 	}
-	r.killOnce.Do(func() { close(r.killCh) })
+	r.mu.Lock()
+	r.killReq = true
+	r.kick()
+	r.mu.Unlock()
 	<-r.done
 	return ctx.Err()
 }
@@ -102,7 +154,10 @@ func (r *Runner) Kill() {
 		return
 	}
 	r.fenced.Store(true)
-	r.killOnce.Do(func() { close(r.killCh) })
+	r.mu.Lock()
+	r.killReq = true
+	r.kick()
+	r.mu.Unlock()
 	<-r.done
 }
 
@@ -116,6 +171,173 @@ func (r *Runner) Status() Status {
 // Done is closed when the runner is done, which happens only after Stop
 // or Kill.
 func (r *Runner) Done() <-chan struct{} { return r.done }
+
+// logf logs msg with the Config's LogAttrs before args. The attributes
+// are added per message rather than once with Logger.With, which would
+// keep a formatted copy of them per runner.
+func (r *Runner) logf(level slog.Level, msg string, args ...any) {
+	ctx := context.Background()
+	if !r.cfg.Logger.Enabled(ctx, level) {
+		return
+	}
+	r.cfg.Logger.Log(ctx, level, msg, append(slices.Clip(r.cfg.LogAttrs), args...)...)
+}
+
+// kick queues r for a worker unless it has one; r.mu is held.
+func (r *Runner) kick() {
+	if !r.busy && r.phase != phDone {
+		r.busy = true
+		schedule(r)
+	}
+}
+
+// The steps of every runner run on a small pool of goroutines, started on
+// demand and ended when no runner has work. A goroutine per runner with
+// work would do, but a thousand instances placed at once then made a
+// thousand goroutines, each grown by a start, and the runtime keeps the
+// memory of their stacks (and a stack with every exited goroutine) long
+// after: the slave's resident memory grew by 8 MB per thousand. Forks are
+// serialized in the kernel and the runtime anyway (syscall.ForkLock);
+// maxWorkers bounds what a step that waits (a group slow to die, output
+// still draining) can hold up.
+const maxWorkers = 8
+
+var pool struct {
+	sync.Mutex
+	queue   []*Runner // runners with work, in order
+	workers int
+}
+
+func schedule(r *Runner) {
+	pool.Lock()
+	defer pool.Unlock()
+	pool.queue = append(pool.queue, r)
+	if pool.workers < maxWorkers {
+		pool.workers++
+		go worker()
+	}
+}
+
+// worker takes runners off the queue and runs each one's steps until it
+// has none left.
+func worker() {
+	for {
+		pool.Lock()
+		if len(pool.queue) == 0 {
+			pool.workers--
+			pool.queue = nil // drop the grown backing array
+			pool.Unlock()
+			return
+		}
+		r := pool.queue[0]
+		pool.queue[0] = nil
+		pool.queue = pool.queue[1:]
+		pool.Unlock()
+		for r.step() {
+		}
+	}
+}
+
+// step takes the next step, if there is one.
+func (r *Runner) step() bool {
+	r.mu.Lock()
+	p := r.cur
+	switch {
+	case r.phase == phDone:
+	case p != nil && p.exited:
+		r.mu.Unlock()
+		r.finish(p)
+		return true
+	case p != nil:
+		switch {
+		case (r.killReq || p.timedOut) && !p.killSent:
+			p.killSent = true
+			timedOut := !r.killReq
+			r.mu.Unlock()
+			if timedOut {
+				r.logf(slog.LevelWarn, "stop timeout, killing", "pid", p.pid)
+			}
+			proc.SignalGroup(p.pid, syscall.SIGKILL)
+			return true
+		case r.stopReq && r.phase == phRunning:
+			r.mu.Unlock()
+			r.beginStop(p, false, "")
+			return true
+		case len(p.verdicts) > 0:
+			v := p.verdicts[0]
+			p.verdicts = p.verdicts[1:]
+			running := r.phase == phRunning
+			r.mu.Unlock()
+			if running {
+				r.onHealth(p, v)
+			}
+			return true
+		}
+	case r.stopReq || r.killReq:
+		// No process: before the first start, waiting to restart, or
+		// idle. Nothing runs and nothing will.
+		r.cancelTimerLocked()
+		last := r.lastExit
+		if r.phase != phBackoff {
+			last = nil
+		}
+		st := Status{State: StateExited, Restarts: r.restarts}
+		r.phase = phDone
+		r.mu.Unlock()
+		if last != nil {
+			st.ExitCode, st.Error = &last.code, last.errText()
+			r.emit(st)
+		}
+		r.close()
+		return true
+	case r.phase == phStart:
+		r.mu.Unlock()
+		r.startStep()
+		return true
+	}
+	r.busy = false
+	r.mu.Unlock()
+	return false
+}
+
+// close releases what the runner holds, once its last process is gone,
+// and closes Done.
+func (r *Runner) close() {
+	if r.cfg.Limits != nil {
+		r.cfg.Limits.Close()
+	}
+	if r.cfg.Output != nil {
+		r.cfg.Output.Close()
+	}
+	if r.pollErr == nil {
+		proc.ReleasePoller()
+	}
+	close(r.done)
+}
+
+// armLocked sets the timer to call fire, under r.mu, after d, and kick.
+func (r *Runner) armLocked(d time.Duration, fire func()) {
+	r.cancelTimerLocked()
+	gen := r.timerGen
+	r.timer = time.AfterFunc(d, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.timerGen != gen {
+			return // cancelled, or replaced
+		}
+		r.timer = nil
+		fire()
+		r.kick()
+	})
+}
+
+func (r *Runner) cancelTimerLocked() {
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	r.timerGen++
+}
 
 func (r *Runner) emit(st Status) {
 	r.mu.Lock()
@@ -153,186 +375,151 @@ func (r *Runner) noteError(text string) {
 	r.mu.Unlock()
 }
 
-// run is the lifecycle: start, watch, restart per policy, until Stop/Kill.
-func (r *Runner) run() {
-	defer close(r.done)
-	if r.cfg.Limits != nil {
-		defer r.cfg.Limits.Close() // after the last process is gone
-	}
-	if r.cfg.Output != nil {
-		defer r.cfg.Output.Close()
-	}
-	if r.pollErr == nil {
-		defer proc.ReleasePoller()
-	}
-	bo := restartDelay{cfg: r.cfg.Backoff}
-	limit := newRestartLimit(r.cfg.MaxRestarts, r.cfg.RestartWindow)
-	policy := r.cfg.Restart
-	restarts := 0
-	for {
-		select {
-		case <-r.stopCh:
-			return
-		case <-r.killCh:
-			return
-		default:
-		}
-		p, err := r.start()
-		if err != nil {
-			r.log.Warn("start failed", "err", err, "restarts", restarts)
-			r.noteError(err.Error())
-			if policy != RestartNever && !limit.allow(time.Now()) {
-				r.emit(Status{State: StateExited, Restarts: restarts, Error: limit.reason()})
-				r.idle()
-				return
-			}
-			r.emit(Status{State: StateFailed, Restarts: restarts, Error: err.Error()})
-			if policy == RestartNever {
-				r.idle()
-				return
-			}
-			if !r.sleep(bo.delay(0)) {
-				return
-			}
-			restarts++
-			continue
-		}
-		r.mu.Lock()
-		r.health, r.healthError = "", "" // a new process: no verdict yet
+// startStep starts the process, or handles a failed start.
+func (r *Runner) startStep() {
+	p, err := r.start()
+	r.mu.Lock()
+	restarts := r.restarts
+	if err != nil {
 		r.mu.Unlock()
-		r.log.Info("started", "pid", p.pid, "restarts", restarts)
-		r.emit(Status{State: StateRunning, PID: p.pid, StartedAt: p.started, Restarts: restarts})
-
-		res, stopped := r.watch(p, restarts)
-		if stopped {
+		r.logf(slog.LevelWarn, "start failed", "err", err, "restarts", restarts)
+		r.noteError(err.Error())
+		r.mu.Lock()
+		never := r.cfg.Restart == RestartNever
+		if !never && !r.limit.allow(time.Now()) {
+			r.phase = phIdle
+			r.mu.Unlock()
+			r.emit(Status{State: StateExited, Restarts: restarts, Error: r.limit.reason()})
 			return
 		}
-		if r.cfg.Limits != nil && r.cfg.Limits.OOM() {
-			res.err = ErrOOM // the kernel killed it at its memory limit
+		if never {
+			r.phase = phIdle
+		} else {
+			r.phase, r.lastExit = phBackoff, nil
 		}
-		code := res.code
-		r.log.Info("exited", "pid", p.pid, "code", code, "ran", res.ran)
-		if code != 0 || res.err != nil {
-			r.noteError(exitText(code, res.errText()))
+		r.mu.Unlock()
+		r.emit(Status{State: StateFailed, Restarts: restarts, Error: err.Error()})
+		if !never {
+			r.restartAfter(r.bo.delay(0))
 		}
-		replace := errors.Is(res.err, errUnhealthy) // whatever the policy
-		if (replace || policy.restartAfter(code)) && !limit.allow(time.Now()) {
-			r.log.Warn("restart limit reached", "restarts", restarts)
-			r.emit(Status{State: StateExited, ExitCode: &code, Restarts: restarts, Error: limit.reason()})
-			r.idle()
-			return
-		}
-		if !replace && !policy.restartAfter(code) {
-			r.emit(Status{State: StateExited, ExitCode: &code, Restarts: restarts, Error: res.errText()})
-			r.idle()
-			return
-		}
-		r.emit(Status{State: StateBackoff, ExitCode: &code, Restarts: restarts, Error: res.errText()})
-		if !r.sleep(bo.delay(res.ran)) {
-			// Stopped while waiting: nothing runs and nothing will.
-			r.emit(Status{State: StateExited, ExitCode: &code, Restarts: restarts, Error: res.errText()})
-			return
-		}
-		restarts++
+		return
 	}
-}
-
-// idle waits for Stop or Kill once the policy allows no more starts.
-func (r *Runner) idle() {
-	select {
-	case <-r.stopCh:
-	case <-r.killCh:
-	}
-}
-
-// sleep waits d; false if Stop or Kill came first.
-func (r *Runner) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.stopCh:
-		return false
-	case <-r.killCh:
-		return false
-	}
-}
-
-// watch waits for p to exit on its own (stopped = false) or for Stop/Kill,
-// which it carries out (stopped = true).
-func (r *Runner) watch(p *child, restarts int) (res exitResult, stopped bool) {
-	hc := startHealth(r.cfg.Check, p.env, r.cfg.Dir, p.started)
-	p.env = nil
-	defer hc.stop()
-	unhealthy, why := false, ""
-wait:
-	for {
-		select {
-		case <-p.exitReady:
-			return p.reap(), false
-		case <-r.killCh:
-			proc.SignalGroup(p.pid, syscall.SIGKILL)
-			p.await()
-			return res, true
-		case <-r.stopCh:
-			break wait
-		case v := <-hc.results():
-			if unhealthy, why = r.onHealth(v, p), v.reason; unhealthy {
-				break wait // replace it: stop it as below, then restart
+	r.health, r.healthError = "", "" // a new process: no verdict yet
+	r.cur, r.phase = p, phRunning
+	r.mu.Unlock()
+	r.logf(slog.LevelInfo, "started", "pid", p.pid, "restarts", restarts)
+	r.emit(Status{State: StateRunning, PID: p.pid, StartedAt: p.started, Restarts: restarts})
+	if r.cfg.Check != nil {
+		p.health = startHealth(r.cfg.Check, p.env, r.cfg.Dir, p.started, func(v healthVerdict) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.cur == p && r.phase == phRunning {
+				p.verdicts = append(p.verdicts, v)
+				r.kick()
 			}
-		}
+		})
+		p.env = nil
 	}
+}
+
+// restartAfter arms the restart delay, unless the runner was stopped
+// meanwhile (then the next step ends it).
+func (r *Runner) restartAfter(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.phase != phBackoff {
+		return
+	}
+	r.armLocked(d, func() {
+		r.phase = phStart
+		r.restarts++
+	})
+}
+
+// beginStop sends SIGTERM to the group, and SIGKILL after the stop
+// timeout: for Stop, or to replace an unhealthy process (replacing).
+func (r *Runner) beginStop(p *child, replacing bool, why string) {
+	r.mu.Lock()
+	r.phase = phStopping
+	p.replacing, p.why = replacing, why
+	restarts := r.restarts
+	r.armLocked(r.cfg.StopTimeout, func() { p.timedOut = true })
+	r.mu.Unlock()
 	r.emit(Status{State: StateStopping, PID: p.pid, StartedAt: p.started, Restarts: restarts})
 	proc.SignalGroup(p.pid, syscall.SIGTERM)
-	t := time.NewTimer(r.cfg.StopTimeout)
-	defer t.Stop()
-	select {
-	case <-p.exitReady:
-		res = p.reap()
-	case <-t.C:
-		r.log.Warn("stop timeout, killing", "pid", p.pid)
-		proc.SignalGroup(p.pid, syscall.SIGKILL)
-		res = p.await()
-	case <-r.killCh:
-		proc.SignalGroup(p.pid, syscall.SIGKILL)
-		res = p.await()
-	}
-	code := res.code
-	if unhealthy {
-		r.log.Info("replacing unhealthy process", "pid", p.pid, "code", code)
-		res.err = fmt.Errorf("%w: %s", errUnhealthy, why)
-		return res, false
-	}
-	r.log.Info("stopped", "pid", p.pid, "code", code)
-	r.emit(Status{State: StateExited, ExitCode: &code, Restarts: restarts, Error: res.errText()})
-	return res, true
 }
 
-// onHealth records a verdict in the status and reports whether the
-// process is to be replaced. Called from the runner's goroutine.
-func (r *Runner) onHealth(v healthVerdict, p *child) (replace bool) {
+// onHealth records a verdict in the status, and replaces the process if
+// it is unhealthy and the check says so.
+func (r *Runner) onHealth(p *child, v healthVerdict) {
 	r.mu.Lock()
 	r.health, r.healthError = v.health, v.reason
 	st := r.status
 	r.mu.Unlock()
 	if v.health == HealthUnhealthy {
-		r.log.Warn("unhealthy", "pid", p.pid, "reason", v.reason)
+		r.logf(slog.LevelWarn, "unhealthy", "pid", p.pid, "reason", v.reason)
 	}
 	r.emit(st)
-	return v.health == HealthUnhealthy && r.cfg.Check.Restart
+	if v.health == HealthUnhealthy && r.cfg.Check.Restart {
+		r.beginStop(p, true, v.reason)
+	}
 }
 
-// child is one started process.
-type child struct {
-	pid       int // also the process group id
-	started   time.Time
-	cmd       *exec.Cmd
-	env       []string // its environment, until the health check has it
-	onExit    func(pid int)
-	exitReady <-chan struct{} // closed when the leader has exited, unreaped
-	pumps     *proc.Pumps     // its output's pumps; nil when discarded
-	out       Output          // where its start and exit are marked; nil when discarded
+// finish reaps a process whose leader has exited and decides what comes
+// next: done (it was stopped or killed), a restart after a delay, or
+// nothing more (idle).
+func (r *Runner) finish(p *child) {
+	p.health.stop()
+	res := r.reap(p)
+	r.mu.Lock()
+	r.cur = nil
+	r.cancelTimerLocked() // the stop timeout
+	graceful := r.phase == phStopping && !p.replacing
+	stopped := graceful || (r.killReq && !p.replacing)
+	restarts := r.restarts
+	if stopped {
+		r.phase = phDone
+	}
+	r.mu.Unlock()
+	code := res.code
+	if stopped {
+		if graceful {
+			r.logf(slog.LevelInfo, "stopped", "pid", p.pid, "code", code)
+			r.emit(Status{State: StateExited, ExitCode: &code, Restarts: restarts, Error: res.errText()})
+		}
+		r.close()
+		return
+	}
+	if p.replacing {
+		r.logf(slog.LevelInfo, "replacing unhealthy process", "pid", p.pid, "code", code)
+		res.err = fmt.Errorf("%w: %s", errUnhealthy, p.why)
+	}
+	if r.cfg.Limits != nil && r.cfg.Limits.OOM() {
+		res.err = ErrOOM // the kernel killed it at its memory limit
+	}
+	r.logf(slog.LevelInfo, "exited", "pid", p.pid, "code", code, "ran", res.ran)
+	if code != 0 || res.err != nil {
+		r.noteError(exitText(code, res.errText()))
+	}
+	restart := p.replacing || r.cfg.Restart.restartAfter(code) // unhealthy: whatever the policy
+	r.mu.Lock()
+	if restart && !r.limit.allow(time.Now()) {
+		r.phase = phIdle
+		r.mu.Unlock()
+		r.logf(slog.LevelWarn, "restart limit reached", "restarts", restarts)
+		r.emit(Status{State: StateExited, ExitCode: &code, Restarts: restarts, Error: r.limit.reason()})
+		return
+	}
+	if !restart {
+		r.phase = phIdle
+		r.mu.Unlock()
+		r.emit(Status{State: StateExited, ExitCode: &code, Restarts: restarts, Error: res.errText()})
+		return
+	}
+	r.phase, r.lastExit = phBackoff, &res
+	r.mu.Unlock()
+	r.emit(Status{State: StateBackoff, ExitCode: &code, Restarts: restarts, Error: res.errText()})
+	r.restartAfter(r.bo.delay(res.ran))
 }
 
 type exitResult struct {
@@ -348,7 +535,8 @@ func (e exitResult) errText() string {
 	return e.err.Error()
 }
 
-// start starts the command in a new process group.
+// start starts the command in a new process group. Nothing of the start
+// (the argv, the environment) is kept but what watching the process needs.
 func (r *Runner) start() (*child, error) {
 	argv := CommandArgv(r.cfg.Command)
 	if len(argv) == 0 {
@@ -370,19 +558,27 @@ func (r *Runner) start() (*child, error) {
 	if r.cfg.Limits != nil {
 		argv = r.cfg.Limits.Wrap(argv)
 	}
+	path := argv[0]
+	if filepath.Base(path) == path {
+		// As os/exec: a bare name is looked up in this process's PATH.
+		lp, err := exec.LookPath(path)
+		if err != nil {
+			return nil, err
+		}
+		path = lp
+	}
 	env := environ(r.cfg.BaseEnv, r.cfg.Env)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = env
-	cmd.Dir = r.cfg.Dir
-	// Pdeathsig is tied to the starting OS thread; Go only ends a thread
-	// when a goroutine exits while locked to it, which this package never
-	// does, so in practice it fires when gdpm itself dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// What the child gets for stdin, and for its output when discarded.
+	null, err := syscall.Open(os.DevNull, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("open "+os.DevNull, err)
+	}
+	defer syscall.Close(null)
+	files := [3]uintptr{uintptr(null), uintptr(null), uintptr(null)}
 	var pp *proc.Pumps
 	out := r.cfg.Output
 	if out != nil {
 		var stdout, stderr *os.File
-		var err error
 		if pp, stdout, stderr, err = proc.OpenPumps(r.poller, out.Stdout(), out.Stderr()); err != nil {
 			return nil, err
 		}
@@ -390,75 +586,57 @@ func (r *Runner) start() (*child, error) {
 		// end of file only once every writer has closed its copy.
 		defer stdout.Close()
 		defer stderr.Close()
-		cmd.Stdout, cmd.Stderr = stdout, stderr
+		files[1], files[2] = stdout.Fd(), stderr.Fd()
 	}
-	if err := cmd.Start(); err != nil {
+	pid, pidfd, err := proc.Spawn(path, argv, env, r.cfg.Dir, files)
+	if err != nil {
 		if pp != nil {
 			pp.CloseReaders()
 		}
 		return nil, err
 	}
-	p := &child{pid: cmd.Process.Pid, started: time.Now(), cmd: cmd, onExit: r.cfg.OnExit, pumps: pp}
+	p := &child{pid: pid, started: time.Now(), pumps: pp}
 	if r.cfg.Check != nil {
 		p.env = env
 	}
 	if pp != nil {
-		p.out = out
 		// Before any output is read, so the marker precedes it.
-		if err := out.MarkStart(p.pid); err != nil {
-			r.log.Warn("log capture", "err", err)
+		if err := out.MarkStart(pid); err != nil {
+			r.logf(slog.LevelWarn, "log capture", "err", err)
 		}
-		pp.Start(func(err error) { r.log.Warn("log capture", "err", err) })
+		pp.Start(func(err error) { r.logf(slog.LevelWarn, "log capture", "err", err) })
 	}
-	// Read before the waiter may reap it, so the pid cannot be reused yet.
-	startTime := proc.StartTime(p.pid)
+	// Read before the process may be reaped, so the pid cannot be reused
+	// yet.
+	startTime := proc.StartTime(pid)
 	// OnStart runs before the exit is watched, so it always precedes OnExit.
 	if r.cfg.OnStart != nil {
-		r.cfg.OnStart(p.pid, startTime)
+		r.cfg.OnStart(pid, startTime)
 	}
-	p.exitReady = proc.WatchExit(r.poller, p.pid)
+	proc.WatchExit(r.poller, pid, pidfd, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		p.exited = true
+		r.kick()
+	})
 	return p, nil
-}
-
-// await waits for the leader to exit, then reaps it (see reap).
-func (p *child) await() exitResult {
-	<-p.exitReady
-	return p.reap()
 }
 
 // reap finishes a process whose leader has exited. The group is SIGKILLed
 // while the unreaped leader still pins the group id, so the signal cannot
-// reach a new group that reused it; then onExit runs, the leader is
+// reach a new group that reused it; then OnExit runs, the leader is
 // reaped, the rest of the group awaited and the output pipes drained.
-func (p *child) reap() exitResult {
+func (r *Runner) reap(p *child) exitResult {
 	proc.SignalGroup(p.pid, syscall.SIGKILL)
-	if p.onExit != nil {
-		p.onExit(p.pid)
+	if r.cfg.OnExit != nil {
+		r.cfg.OnExit(p.pid)
 	}
-	err := p.cmd.Wait()
-	res := exitResult{ran: time.Since(p.started)}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-	default:
-		res.err = err
-	}
-	res.code = exitCode(p.cmd.ProcessState)
+	code, err := proc.Reap(p.pid)
+	res := exitResult{code: code, err: err, ran: time.Since(p.started)}
 	proc.KillGroupsUntilGone([]int{p.pid}, groupKillWait)
 	if p.pumps != nil {
 		p.pumps.Finish()
-		p.out.MarkExit(res.code) // after the last output
+		r.cfg.Output.MarkExit(code) // after the last output
 	}
 	return res
-}
-
-func exitCode(ps *os.ProcessState) int {
-	if ps == nil {
-		return -1
-	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ps.ExitCode()
 }

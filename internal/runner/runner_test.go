@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -617,4 +618,36 @@ func TestRunnerOutput(t *testing.T) {
 		t.Errorf("pid %d not alive", st.PID)
 	}
 	tr.stop()
+}
+
+// TestRunnerIdleCost checks what running processes cost while nothing
+// happens: no goroutine per runner (the steps ran on the shared pool,
+// which has ended), and three descriptors per process (its pidfd, the read
+// ends of its two output pipes).
+func TestRunnerIdleCost(t *testing.T) {
+	const n = 20
+	fds := func() int { ents, _ := os.ReadDir("/proc/self/fd"); return len(ents) }
+	// The poller runs while any runner does; start it first.
+	first := newTestRunner(t, Config{Command: testProgram + " sleep"}, nil)
+	first.waitState(StateRunning)
+	waitFor(t, 5*time.Second, func() bool { pool.Lock(); defer pool.Unlock(); return pool.workers == 0 }, "the pool to end")
+	g0, fd0 := runtime.NumGoroutine(), fds()
+	var trs []*testRunner
+	for range n {
+		trs = append(trs, newTestRunner(t, Config{Command: testProgram + " sleep"}, nil))
+	}
+	for _, tr := range trs {
+		tr.waitState(StateRunning)
+	}
+	waitFor(t, 5*time.Second, func() bool { pool.Lock(); defer pool.Unlock(); return pool.workers == 0 }, "the pool to end")
+	if g := runtime.NumGoroutine() - g0; g > 0 {
+		t.Errorf("%d running processes hold %d goroutines", n, g)
+	}
+	// The test's fileOutput holds two files per runner besides.
+	if d := fds() - fd0 - 2*n; d > 3*n {
+		t.Errorf("%d running processes hold %d descriptors, want at most %d", n, d, 3*n)
+	}
+	for _, tr := range trs {
+		tr.stop()
+	}
 }
