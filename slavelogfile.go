@@ -14,9 +14,10 @@ import (
 )
 
 // instanceLogs are the two log files of one instance, kept across its
-// restarts.
+// restarts: one allocation, the two paths sharing one string, since a
+// slave holds thousands.
 type instanceLogs struct {
-	out, err *rotatingFile
+	out, err rotatingFile
 }
 
 // pathSafeID reports whether id can be one element of a path: not empty,
@@ -41,14 +42,17 @@ func newInstanceLogs(dir, svc, inst string, maxSize int64, maxFiles int) (*insta
 	if err != nil {
 		return nil, err
 	}
-	errPath, _ := logFilePath(dir, svc, inst, Stderr)
-	return &instanceLogs{out: newRotatingFile(out, maxSize, maxFiles), err: newRotatingFile(errPath, maxSize, maxFiles)}, nil
+	base := strings.TrimSuffix(out, "."+string(Stdout)) // DIR/SERVICE/INSTANCE
+	l := &instanceLogs{}
+	l.out.init(base, "."+string(Stdout), maxSize, maxFiles)
+	l.err.init(base, "."+string(Stderr), maxSize, maxFiles)
+	return l, nil
 }
 
 // instanceLogs is the runner's Output (internal/runner).
 
-func (l *instanceLogs) Stdout() io.Writer { return l.out }
-func (l *instanceLogs) Stderr() io.Writer { return l.err }
+func (l *instanceLogs) Stdout() io.Writer { return &l.out }
+func (l *instanceLogs) Stderr() io.Writer { return &l.err }
 
 // MarkStart and MarkExit record a process start (its pid) and exit (its
 // code) in the stdout index (slavelogindex.go), where the output stands.
@@ -71,9 +75,9 @@ func (l *instanceLogs) Close() error {
 // The file is opened at the first write, so an instance that prints
 // nothing costs no file and no descriptor.
 type rotatingFile struct {
-	path     string
-	maxSize  int64
-	maxFiles int
+	base, ext string // PATH is base+ext (ext a constant: no string per file)
+	maxSize   int64
+	maxFiles  int
 
 	mu    sync.Mutex
 	f     *os.File
@@ -83,8 +87,17 @@ type rotatingFile struct {
 }
 
 func newRotatingFile(path string, maxSize int64, maxFiles int) *rotatingFile {
-	return &rotatingFile{path: path, maxSize: max(maxSize, 1), maxFiles: max(maxFiles, 1)}
+	w := &rotatingFile{}
+	w.init(path, "", maxSize, maxFiles)
+	return w
 }
+
+func (w *rotatingFile) init(base, ext string, maxSize int64, maxFiles int) {
+	w.base, w.ext, w.maxSize, w.maxFiles = base, ext, max(maxSize, 1), max(maxFiles, 1)
+}
+
+// path is PATH, built when a file is opened, rotated or named in an error.
+func (w *rotatingFile) path() string { return w.base + w.ext }
 
 // Write appends p, captured now: the pumps (internal/proc) write each read
 // of a pipe at once, so now is when it was read.
@@ -126,7 +139,7 @@ func (w *rotatingFile) writeAt(p []byte, t time.Time) (int, error) {
 			m, err := w.f.Write(chunk)
 			w.size += int64(m)
 			if err != nil {
-				return n, fmt.Errorf("gdpm: log %s: %w", w.path, err)
+				return n, fmt.Errorf("gdpm: log %s: %w", w.path(), err)
 			}
 		}
 		p = p[len(chunk):]
@@ -140,10 +153,11 @@ func (w *rotatingFile) writeAt(p []byte, t time.Time) (int, error) {
 }
 
 func (w *rotatingFile) open() error {
-	if err := os.MkdirAll(filepath.Dir(w.path), 0o755); err != nil {
+	path := w.path()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("gdpm: log dir: %w", err)
 	}
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("gdpm: log: %w", err)
 	}
@@ -154,7 +168,7 @@ func (w *rotatingFile) open() error {
 	}
 	w.f, w.size = f, fi.Size()
 	// Without its index the log still works, only without times.
-	w.idx, _ = openIndexFor(w.path, f)
+	w.idx, _ = openIndexFor(path, f)
 	return nil
 }
 
@@ -204,24 +218,25 @@ func (w *rotatingFile) closeFiles() error {
 // the oldest. The current file is complete before it is renamed, which is
 // what lets a reader that follows PATH finish the old file first.
 func (w *rotatingFile) rotate() error {
+	path := w.path()
 	w.closeFiles()
 	if w.maxFiles == 1 {
 		// The index starts afresh with the file (its header would still
 		// match the truncated file's inode).
-		os.Remove(indexPath(w.path))
-		if err := os.Truncate(w.path, 0); err != nil && !os.IsNotExist(err) {
+		os.Remove(indexPath(path))
+		if err := os.Truncate(path, 0); err != nil && !os.IsNotExist(err) {
 			return fmt.Errorf("gdpm: log rotate: %w", err)
 		}
 		return nil
 	}
 	for i := w.maxFiles - 1; i >= 1; i-- {
-		err := os.Rename(rotatedName(w.path, i-1), rotatedName(w.path, i))
+		err := os.Rename(rotatedName(path, i-1), rotatedName(path, i))
 		if err != nil && !os.IsNotExist(err) {
 			return fmt.Errorf("gdpm: log rotate: %w", err)
 		}
 		// The index follows its file; its header names the file, so a
 		// reader between the two renames still finds the right one.
-		err = os.Rename(indexPath(rotatedName(w.path, i-1)), indexPath(rotatedName(w.path, i)))
+		err = os.Rename(indexPath(rotatedName(path, i-1)), indexPath(rotatedName(path, i)))
 		if err != nil && !os.IsNotExist(err) {
 			return fmt.Errorf("gdpm: log rotate: %w", err)
 		}

@@ -28,9 +28,17 @@ var pumpBufs = sync.Pool{New: func() any { b := make([]byte, pumpBufSize); retur
 // (setsid) can still hold a pipe open; its output after that is dropped.
 const pumpDrainWait = 200 * time.Millisecond
 
-// pumps drain one process's two pipes on the shared fdPoller.
+// pumps drain one process's two pipes on the shared fdPoller. It is one
+// allocation, without a channel until finish waits: a slave holds one per
+// running instance.
 type pumps struct {
-	pipes [2]*pipePump
+	pipes  [2]pipePump
+	poller *fdPoller
+	onErr  func(error)
+
+	mu   sync.Mutex
+	open int           // pipes not closed yet
+	eof  chan struct{} // made by finish; closed once both pipes are
 }
 
 // openPumps makes the two pipes of one start: the write ends (blocking, as
@@ -38,7 +46,7 @@ type pumps struct {
 // child holds its copies; start then drains the read ends into stdout and
 // stderr.
 func openPumps(poller *fdPoller, stdout, stderr io.Writer) (p *pumps, outW, errW *os.File, err error) {
-	p = &pumps{}
+	p = &pumps{poller: poller, open: 2}
 	var w [2]*os.File
 	for i, dst := range []io.Writer{stdout, stderr} {
 		var fds [2]int
@@ -56,7 +64,7 @@ func openPumps(poller *fdPoller, stdout, stderr io.Writer) (p *pumps, outW, errW
 			}
 			return nil, nil, nil, fmt.Errorf("log pipe: %w", err)
 		}
-		p.pipes[i] = &pipePump{poller: poller, fd: fds[0], dst: dst, eof: make(chan struct{})}
+		p.pipes[i] = pipePump{parent: p, fd: fds[0], dst: dst}
 		w[i] = os.NewFile(uintptr(fds[1]), "log pipe")
 	}
 	return p, w[0], w[1], nil
@@ -64,9 +72,10 @@ func openPumps(poller *fdPoller, stdout, stderr io.Writer) (p *pumps, outW, errW
 
 // start drains the pipes; onErr reports a write failure (once per pipe).
 func (p *pumps) start(onErr func(error)) {
-	for _, pp := range p.pipes {
-		pp.onErr = onErr
-		if err := pp.poller.add(pp.fd, pp.drain); err != nil {
+	p.onErr = onErr
+	for i := range p.pipes {
+		pp := &p.pipes[i]
+		if err := p.poller.add(pp.fd, pp.drain); err != nil {
 			onErr(err)
 			pp.close()
 		}
@@ -75,35 +84,39 @@ func (p *pumps) start(onErr func(error)) {
 
 // closeReaders closes the read ends without draining (start failed).
 func (p *pumps) closeReaders() {
-	for _, pp := range p.pipes {
-		pp.close()
+	for i := range p.pipes {
+		p.pipes[i].close()
 	}
 }
 
 // finish waits up to pumpDrainWait for both pipes to reach end of file,
 // then closes them.
 func (p *pumps) finish() {
-	t := time.NewTimer(pumpDrainWait)
-	defer t.Stop()
-	for _, pp := range p.pipes {
+	p.mu.Lock()
+	if p.open > 0 {
+		p.eof = make(chan struct{})
+	}
+	eof := p.eof
+	p.mu.Unlock()
+	if eof != nil {
+		t := time.NewTimer(pumpDrainWait)
 		select {
-		case <-pp.eof:
+		case <-eof:
 		case <-t.C:
 		}
+		t.Stop()
 	}
 	p.closeReaders()
 }
 
 // pipePump is the read end of one pipe and where its bytes go.
 type pipePump struct {
-	poller   *fdPoller
+	parent   *pumps
 	fd       int
 	dst      io.Writer
-	onErr    func(error)
 	mu       sync.Mutex // held while fd is read, so that close waits
 	closed   bool
 	reported bool
-	eof      chan struct{} // closed at end of file, or by close
 }
 
 // drain is the poller's handler: it reads until the pipe is empty.
@@ -121,7 +134,7 @@ func (pp *pipePump) drain() {
 		case n > 0:
 			if _, werr := pp.dst.Write((*bp)[:n]); werr != nil && !pp.reported {
 				pp.reported = true
-				pp.onErr(werr)
+				pp.parent.onErr(werr)
 			}
 		case err == syscall.EINTR:
 		case err == syscall.EAGAIN:
@@ -144,7 +157,12 @@ func (pp *pipePump) closeLocked() {
 		return
 	}
 	pp.closed = true
-	pp.poller.remove(pp.fd)
+	pp.parent.poller.remove(pp.fd)
 	syscall.Close(pp.fd)
-	close(pp.eof)
+	p := pp.parent
+	p.mu.Lock()
+	if p.open--; p.open == 0 && p.eof != nil {
+		close(p.eof)
+	}
+	p.mu.Unlock()
 }

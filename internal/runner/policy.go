@@ -46,19 +46,16 @@ func (b Backoff) withDefaults() Backoff {
 }
 
 // restartDelay is the restart delay state of one runner.
-type restartDelay struct {
-	cfg  Backoff
-	next time.Duration
-}
+type restartDelay struct{ next time.Duration }
 
-// delay returns the wait before the next start, given how long the last
-// run lasted, and advances the state.
-func (b *restartDelay) delay(ran time.Duration) time.Duration {
-	if b.next == 0 || ran >= b.cfg.Reset {
-		b.next = b.cfg.Initial
+// delay returns the wait before the next start, given the shape and how
+// long the last run lasted, and advances the state.
+func (b *restartDelay) delay(cfg Backoff, ran time.Duration) time.Duration {
+	if b.next == 0 || ran >= cfg.Reset {
+		b.next = cfg.Initial
 	}
 	d := b.next
-	b.next = min(2*b.next, b.cfg.Max)
+	b.next = min(2*b.next, cfg.Max)
 	return d
 }
 

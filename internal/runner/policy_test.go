@@ -49,12 +49,13 @@ func TestCommandArgv(t *testing.T) {
 }
 
 func TestBackoffDelays(t *testing.T) {
-	b := restartDelay{cfg: Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Reset: time.Second}.withDefaults()}
+	cfg := Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Reset: time.Second}.withDefaults()
+	var b restartDelay
 	var got []time.Duration
 	for range 5 {
-		got = append(got, b.delay(0))
+		got = append(got, b.delay(cfg, 0))
 	}
-	got = append(got, b.delay(time.Second), b.delay(999*time.Millisecond))
+	got = append(got, b.delay(cfg, time.Second), b.delay(cfg, 999*time.Millisecond))
 	ms := time.Millisecond
 	want := []time.Duration{10 * ms, 20 * ms, 40 * ms, 50 * ms, 50 * ms, 10 * ms, 20 * ms}
 	if !slices.Equal(got, want) {

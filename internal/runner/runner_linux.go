@@ -38,17 +38,19 @@ const groupKillWait = 2 * time.Second
 // mu.
 type Runner struct {
 	cfg    Config
-	done   chan struct{}
 	fenced atomic.Bool // Kill was called: report nothing more
 
-	poller  *proc.Poller // watches the processes' exits and pipes
-	pollErr error        // no poller: every start fails with it
+	poller *proc.Poller // watches the processes' exits and pipes; nil: none (cfg.Err says why)
 
-	mu       sync.Mutex
-	phase    phase
-	stopReq  bool // Stop was called
-	killReq  bool // Kill was called, or Stop's context ended
-	busy     bool // queued for a worker, or on one
+	mu      sync.Mutex
+	phase   phase
+	stopReq bool // Stop was called
+	killReq bool // Kill was called, or Stop's context ended
+	busy    bool // queued for a worker, or on one
+	closed  bool // done: the last process is gone, and what it held released
+	// done is Done's channel, made when first asked for: most runners are
+	// not waited for until they stop, and a slave holds thousands.
+	done     chan struct{}
 	cur      *child
 	timer    *time.Timer // the restart delay or the stop timeout
 	timerGen uint64      // bumped by every arm and cancel: a stale timer does nothing
@@ -57,10 +59,9 @@ type Runner struct {
 	limit    restartLimit
 	lastExit *exitResult // the exit a restart waits after (phBackoff); nil after a failed start
 
-	status Status
-	// Copied into every status (emit): the last bad exit, and the health.
-	lastError   string
-	lastErrorAt time.Time
+	// status is the latest status; its LastError and LastErrorAt, and
+	// the health, go into every next one (emit).
+	status      Status
 	health      Health
 	healthError string // why the last check failed, while unhealthy
 }
@@ -104,11 +105,13 @@ func Start(cfg Config) *Runner {
 	}
 	r := &Runner{
 		cfg:   cfg,
-		done:  make(chan struct{}),
-		bo:    restartDelay{cfg: cfg.Backoff},
 		limit: *newRestartLimit(cfg.MaxRestarts, cfg.RestartWindow),
 	}
-	r.poller, r.pollErr = proc.AcquirePoller()
+	if poller, err := proc.AcquirePoller(); err != nil {
+		r.cfg.Err = err // every start fails with it
+	} else {
+		r.poller = poller
+	}
 	r.mu.Lock()
 	r.kick()
 	r.mu.Unlock()
@@ -127,14 +130,15 @@ func (r *Runner) Stop(ctx context.Context) error {
 	r.mu.Lock()
 	r.stopReq = true
 	r.kick()
+	done := r.doneLocked()
 	r.mu.Unlock()
 	select {
-	case <-r.done:
+	case <-done:
 		return nil
 	case <-ctx.Done():
 	}
 	select {
-	case <-r.done:
+	case <-done:
 		return nil
 	default:
 	}
@@ -142,7 +146,7 @@ func (r *Runner) Stop(ctx context.Context) error {
 	r.killReq = true
 	r.kick()
 	r.mu.Unlock()
-	<-r.done
+	<-done
 	return ctx.Err()
 }
 
@@ -157,8 +161,9 @@ func (r *Runner) Kill() {
 	r.mu.Lock()
 	r.killReq = true
 	r.kick()
+	done := r.doneLocked()
 	r.mu.Unlock()
-	<-r.done
+	<-done
 }
 
 // Status returns the latest status; the zero Status before the first.
@@ -170,7 +175,21 @@ func (r *Runner) Status() Status {
 
 // Done is closed when the runner is done, which happens only after Stop
 // or Kill.
-func (r *Runner) Done() <-chan struct{} { return r.done }
+func (r *Runner) Done() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.doneLocked()
+}
+
+func (r *Runner) doneLocked() chan struct{} {
+	if r.done == nil {
+		r.done = make(chan struct{})
+		if r.closed {
+			close(r.done)
+		}
+	}
+	return r.done
+}
 
 // logf logs msg with the Config's LogAttrs before args. The attributes
 // are added per message rather than once with Logger.With, which would
@@ -309,10 +328,15 @@ func (r *Runner) close() {
 	if r.cfg.Output != nil {
 		r.cfg.Output.Close()
 	}
-	if r.pollErr == nil {
+	if r.poller != nil {
 		proc.ReleasePoller()
 	}
-	close(r.done)
+	r.mu.Lock()
+	r.closed = true
+	if r.done != nil {
+		close(r.done)
+	}
+	r.mu.Unlock()
 }
 
 // armLocked sets the timer to call fire, under r.mu, after d, and kick.
@@ -341,7 +365,7 @@ func (r *Runner) cancelTimerLocked() {
 
 func (r *Runner) emit(st Status) {
 	r.mu.Lock()
-	st.LastError, st.LastErrorAt, st.Health = r.lastError, r.lastErrorAt, r.healthLocked(st.State)
+	st.LastError, st.LastErrorAt, st.Health = r.status.LastError, r.status.LastErrorAt, r.healthLocked(st.State)
 	if st.Health == HealthUnhealthy {
 		st.HealthError = r.healthError
 	}
@@ -371,7 +395,7 @@ func (r *Runner) healthLocked(st State) Health {
 // down, and since when.
 func (r *Runner) noteError(text string) {
 	r.mu.Lock()
-	r.lastError, r.lastErrorAt = text, time.Now().UTC()
+	r.status.LastError, r.status.LastErrorAt = text, time.Now().UTC()
 	r.mu.Unlock()
 }
 
@@ -400,7 +424,7 @@ func (r *Runner) startStep() {
 		r.mu.Unlock()
 		r.emit(Status{State: StateFailed, Restarts: restarts, Error: err.Error()})
 		if !never {
-			r.restartAfter(r.bo.delay(0))
+			r.restartAfter(r.bo.delay(r.cfg.Backoff, 0))
 		}
 		return
 	}
@@ -519,7 +543,7 @@ func (r *Runner) finish(p *child) {
 	r.phase, r.lastExit = phBackoff, &res
 	r.mu.Unlock()
 	r.emit(Status{State: StateBackoff, ExitCode: &code, Restarts: restarts, Error: res.errText()})
-	r.restartAfter(r.bo.delay(res.ran))
+	r.restartAfter(r.bo.delay(r.cfg.Backoff, res.ran))
 }
 
 type exitResult struct {
@@ -550,10 +574,8 @@ func (r *Runner) start() (*child, error) {
 			return nil, fmt.Errorf("working dir %s: not a directory", r.cfg.Dir)
 		}
 	}
-	for _, err := range []error{r.pollErr, r.cfg.Err} {
-		if err != nil {
-			return nil, err
-		}
+	if r.cfg.Err != nil {
+		return nil, r.cfg.Err
 	}
 	if r.cfg.Limits != nil {
 		argv = r.cfg.Limits.Wrap(argv)
