@@ -29,16 +29,16 @@ var pumpBufs = sync.Pool{New: func() any { b := make([]byte, pumpBufSize); retur
 const pumpDrainWait = 200 * time.Millisecond
 
 // pumps drain one process's two pipes on the shared fdPoller. It is one
-// allocation, without a channel until finish waits: a slave holds one per
-// running instance.
+// allocation: a slave holds one per running instance.
 type pumps struct {
 	pipes  [2]pipePump
 	poller *fdPoller
 	onErr  func(error)
 
-	mu   sync.Mutex
-	open int           // pipes not closed yet
-	eof  chan struct{} // made by finish; closed once both pipes are
+	mu    sync.Mutex
+	open  int         // pipes not closed yet
+	then  func()      // finish's callback, until it is called
+	timer *time.Timer // finish's drain limit
 }
 
 // openPumps makes the two pipes of one start: the write ends (blocking, as
@@ -89,24 +89,20 @@ func (p *pumps) closeReaders() {
 	}
 }
 
-// finish waits up to pumpDrainWait for both pipes to reach end of file,
-// then closes them.
-func (p *pumps) finish() {
+// finish calls then once both pipes have reached end of file, or after
+// pumpDrainWait with whatever is still open closed; at once if both are
+// closed already. Nothing waits meanwhile: then comes from the poller's
+// goroutine or a timer's, and must not block.
+func (p *pumps) finish(then func()) {
 	p.mu.Lock()
 	if p.open > 0 {
-		p.eof = make(chan struct{})
+		p.then = then
+		p.timer = time.AfterFunc(pumpDrainWait, p.closeReaders)
+		p.mu.Unlock()
+		return
 	}
-	eof := p.eof
 	p.mu.Unlock()
-	if eof != nil {
-		t := time.NewTimer(pumpDrainWait)
-		select {
-		case <-eof:
-		case <-t.C:
-		}
-		t.Stop()
-	}
-	p.closeReaders()
+	then()
 }
 
 // pipePump is the read end of one pipe and where its bytes go.
@@ -161,8 +157,13 @@ func (pp *pipePump) closeLocked() {
 	syscall.Close(pp.fd)
 	p := pp.parent
 	p.mu.Lock()
-	if p.open--; p.open == 0 && p.eof != nil {
-		close(p.eof)
+	var then func()
+	if p.open--; p.open == 0 && p.then != nil {
+		then, p.then = p.then, nil
+		p.timer.Stop()
 	}
 	p.mu.Unlock()
+	if then != nil {
+		then()
+	}
 }

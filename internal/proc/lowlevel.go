@@ -46,9 +46,9 @@ func (p *pumps) Start(onErr func(error)) { p.start(onErr) }
 // CloseReaders closes the read ends without draining (the start failed).
 func (p *pumps) CloseReaders() { p.closeReaders() }
 
-// Finish waits a moment for both pipes to reach end of file, then closes
-// them.
-func (p *pumps) Finish() { p.finish() }
+// Finish calls then once both pipes have reached end of file, or after a
+// moment with them closed, without waiting; then must not block.
+func (p *pumps) Finish(then func()) { p.finish(then) }
 
 // SignalGroup sends sig to process group pgid (nothing for pgid <= 0).
 func SignalGroup(pgid int, sig syscall.Signal) { signalGroup(pgid, sig) }

@@ -68,7 +68,9 @@ func TestPumpsAndWatchExit(t *testing.T) {
 		t.Error("the exited child was reaped before Wait")
 	}
 	cmd.Wait()
-	pp.Finish()
+	drained := make(chan struct{})
+	pp.Finish(func() { close(drained) })
+	<-drained
 	if cmd.ProcessState.ExitCode() != 3 || out.String() != "to-out\n" || errOut.String() != "to-err\n" {
 		t.Errorf("exit %d, stdout %q, stderr %q", cmd.ProcessState.ExitCode(), out.String(), errOut.String())
 	}

@@ -86,7 +86,10 @@ type child struct {
 	health  *healthChecker // nil without a check
 	env     []string       // its environment, until the health check has it
 
-	exited    bool // the leader has exited (not reaped yet)
+	exited    bool // the leader has exited
+	reaped    bool // and has been reaped, with res
+	drained   bool // and its output is drained
+	res       exitResult
 	killSent  bool
 	timedOut  bool // the stop timeout passed
 	replacing bool // stopped because unhealthy: restart it
@@ -264,9 +267,17 @@ func (r *Runner) step() bool {
 	switch {
 	case r.phase == phDone:
 	case p != nil && p.exited:
-		r.mu.Unlock()
-		r.finish(p)
-		return true
+		switch {
+		case !p.reaped:
+			r.mu.Unlock()
+			r.reap(p)
+			return true
+		case p.drained:
+			r.mu.Unlock()
+			r.finish(p)
+			return true
+		}
+		// Its output is still draining: drained kicks.
 	case p != nil:
 		switch {
 		case (r.killReq || p.timedOut) && !p.killSent:
@@ -489,12 +500,14 @@ func (r *Runner) onHealth(p *child, v healthVerdict) {
 	}
 }
 
-// finish reaps a process whose leader has exited and decides what comes
-// next: done (it was stopped or killed), a restart after a delay, or
-// nothing more (idle).
+// finish decides what comes after a process that has been reaped and
+// whose output is drained: done (it was stopped or killed), a restart
+// after a delay, or nothing more (idle).
 func (r *Runner) finish(p *child) {
-	p.health.stop()
-	res := r.reap(p)
+	res := p.res
+	if p.pumps != nil {
+		r.cfg.Output.MarkExit(res.code) // after the last output
+	}
 	r.mu.Lock()
 	r.cur = nil
 	r.cancelTimerLocked() // the stop timeout
@@ -647,8 +660,11 @@ func (r *Runner) start() (*child, error) {
 // reap finishes a process whose leader has exited. The group is SIGKILLed
 // while the unreaped leader still pins the group id, so the signal cannot
 // reach a new group that reused it; then OnExit runs, the leader is
-// reaped, the rest of the group awaited and the output pipes drained.
-func (r *Runner) reap(p *child) exitResult {
+// reaped and the rest of the group awaited. The output pipes drain
+// without a worker waiting (a process that left the group may hold them
+// open for a while): finish comes once they have.
+func (r *Runner) reap(p *child) {
+	p.health.stop()
 	proc.SignalGroup(p.pid, syscall.SIGKILL)
 	if r.cfg.OnExit != nil {
 		r.cfg.OnExit(p.pid)
@@ -656,9 +672,15 @@ func (r *Runner) reap(p *child) exitResult {
 	code, err := proc.Reap(p.pid)
 	res := exitResult{code: code, err: err, ran: time.Since(p.started)}
 	proc.KillGroupsUntilGone([]int{p.pid}, groupKillWait)
+	r.mu.Lock()
+	p.res, p.reaped, p.drained = res, true, p.pumps == nil
+	r.mu.Unlock()
 	if p.pumps != nil {
-		p.pumps.Finish()
-		r.cfg.Output.MarkExit(code) // after the last output
+		p.pumps.Finish(func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			p.drained = true
+			r.kick()
+		})
 	}
-	return res
 }

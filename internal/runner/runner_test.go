@@ -651,3 +651,25 @@ func TestRunnerIdleCost(t *testing.T) {
 		tr.stop()
 	}
 }
+
+// TestRunnerOutputHeldOpen: a process that left the group (setsid) keeps
+// the output pipe open after the group is gone. The exit is concluded a
+// moment later, with the output written before it, and nothing waits
+// meanwhile (the drain is a callback).
+func TestRunnerOutputHeldOpen(t *testing.T) {
+	// The shell exits only once the escaped process has left the group.
+	mark := filepath.Join(t.TempDir(), "escaped")
+	cmd := fmt.Sprintf(`setsid sh -c 'echo $$ > %s; exec sleep 1' & while [ ! -s %s ]; do :; done; echo bye; exit 3`, mark, mark)
+	tr := newTestRunner(t, Config{Command: cmd, Restart: RestartNever}, nil)
+	st := tr.waitState(StateExited)
+	if st.ExitCode == nil || *st.ExitCode != 3 {
+		t.Errorf("status %+v, want exit code 3", st)
+	}
+	if out := tr.readLog(".stdout"); out != "bye\n" {
+		t.Errorf("output %q", out)
+	}
+	if m := tr.out.markers(); len(m) != 2 || m[1] != "exit 3" {
+		t.Errorf("markers %q, want a start and exit 3", m)
+	}
+	tr.stop()
+}
