@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -14,8 +15,9 @@ import (
 
 // statusWriter batches instance statuses into etcd. Runners report every
 // change; the writer keeps only the latest per instance and writes whatever
-// is dirty in transactions of up to statusBatch operations, so a slave that
-// starts a thousand processes makes a few round trips, not a thousand.
+// is dirty in transactions bounded by operations and bytes, several at
+// once, so a slave that starts ten thousand processes makes a few hundred
+// round trips, not ten thousand, and is not held up by one slow round trip.
 // Statuses are bound to the slave's lease: a lost slave's statuses vanish
 // with its node record.
 //
@@ -32,16 +34,34 @@ type statusWriter struct {
 	lease clientv3.LeaseID
 	log   *slog.Logger
 
-	mu    sync.Mutex
-	dirty map[string]*InstanceStatus // svc/inst -> latest (nil = delete)
-	kick  chan struct{}
+	mu     sync.Mutex
+	dirty  map[string]*InstanceStatus // svc/inst -> latest (nil = delete)
+	flying map[string]bool            // svc/inst in a transaction not yet answered
+	kick   chan struct{}
+	failed atomic.Bool // a transaction failed: back off before the next
 }
 
-const statusBatch = 100
+// The bounds of one status transaction. etcd refuses a transaction of more
+// than --max-txn-ops operations (default 128) or a request of more than
+// --max-request-bytes (default 1.5 MiB; the client sends at most 2 MiB):
+// a batch over either would fail on every retry, and its statuses would
+// never arrive. A status alone can be over 128 KiB (an error that quotes a
+// 64 KiB command, twice), so bytes are counted, not guessed.
+const (
+	statusBatchOps   = 128
+	statusBatchBytes = 512 << 10
+	// statusInFlight is how many transactions are written at once: under
+	// load one round trip can take a second, and statuses written one
+	// transaction at a time then fall behind a launch of thousands.
+	statusInFlight = 4
+	// statusOpOverhead approximates what an operation costs in a request
+	// beyond its key and value (the compared key, the lease, framing).
+	statusOpOverhead = 256
+)
 
 func newStatusWriter(cli *clientv3.Client, k keyspace, node string, lease clientv3.LeaseID, log *slog.Logger) *statusWriter {
-	w := &statusWriter{cli: cli, k: k, node: node, lease: lease, log: log, dirty: map[string]*InstanceStatus{}, kick: make(chan struct{}, 1)}
-	return w
+	return &statusWriter{cli: cli, k: k, node: node, lease: lease, log: log,
+		dirty: map[string]*InstanceStatus{}, flying: map[string]bool{}, kick: make(chan struct{}, 1)}
 }
 
 // set queues st as the instance's status.
@@ -67,10 +87,22 @@ func (w *statusWriter) signal() {
 	}
 }
 
-// run writes until ctx ends. A failed write keeps its statuses dirty and is
-// retried after a short delay.
+// statusWrite is one instance's pending write: its status, encoded, or
+// nil to delete it.
+type statusWrite struct {
+	key string // svc/inst
+	st  *InstanceStatus
+	val []byte
+}
+
+// run writes until ctx ends, at most statusInFlight transactions at once.
+// A failed write keeps its statuses dirty; they are retried after a delay
+// that grows while writes keep failing.
 func (w *statusWriter) run(ctx context.Context, timeout time.Duration) {
 	retry := backoff.NewDelay(50*time.Millisecond, 2*time.Second)
+	slots := make(chan struct{}, statusInFlight)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
@@ -78,66 +110,96 @@ func (w *statusWriter) run(ctx context.Context, timeout time.Duration) {
 		case <-w.kick:
 		}
 		for {
-			batch := w.take()
-			if len(batch) == 0 {
-				break
-			}
-			if err := w.write(ctx, batch, timeout); err != nil {
-				w.putBack(batch)
-				if ctx.Err() != nil {
-					return
-				}
-				w.log.Warn("status write failed", "err", err)
+			if w.failed.Swap(false) {
 				if !retry.Wait(ctx) {
 					return
 				}
-				continue
+			} else {
+				retry.Reset()
 			}
-			retry.Reset()
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			batch := w.take()
+			if len(batch) == 0 {
+				<-slots
+				break
+			}
+			wg.Go(func() {
+				err := w.write(ctx, batch, timeout)
+				<-slots
+				if err != nil && ctx.Err() == nil {
+					w.log.Warn("status write failed", "statuses", len(batch), "err", err)
+					w.failed.Store(true)
+				}
+				w.done(batch, err)
+			})
 		}
 	}
 }
 
-// take removes up to statusBatch dirty entries.
-func (w *statusWriter) take() map[string]*InstanceStatus {
+// take removes a batch of dirty statuses, at most statusBatchOps and about
+// statusBatchBytes (a single larger status goes alone), and marks them in
+// flight. An instance whose last status is still in flight waits: two
+// transactions racing for one key could land the older status last.
+func (w *statusWriter) take() []statusWrite {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	batch := map[string]*InstanceStatus{}
+	var batch []statusWrite
+	size := 0
 	for key, st := range w.dirty {
-		if len(batch) == statusBatch {
+		if w.flying[key] {
+			continue
+		}
+		var val []byte
+		if st != nil {
+			val, _ = json.Marshal(st)
+		}
+		n := len(key) + len(val) + statusOpOverhead
+		if len(batch) > 0 && size+n > statusBatchBytes {
+			continue // a smaller one may still fit
+		}
+		batch = append(batch, statusWrite{key: key, st: st, val: val})
+		size += n
+		delete(w.dirty, key)
+		w.flying[key] = true
+		if len(batch) == statusBatchOps {
 			break
 		}
-		batch[key] = st
-		delete(w.dirty, key)
 	}
 	return batch
 }
 
-// putBack requeues a failed batch unless a newer status came meanwhile.
-func (w *statusWriter) putBack(batch map[string]*InstanceStatus) {
+// done ends a batch's flight. A failed batch's statuses are dirty again
+// unless a newer status came meanwhile; either way the writer looks again,
+// since statuses that waited for this flight may be dirty.
+func (w *statusWriter) done(batch []statusWrite, err error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	for key, st := range batch {
-		if _, newer := w.dirty[key]; !newer {
-			w.dirty[key] = st
+	for _, s := range batch {
+		delete(w.flying, s.key)
+		if _, newer := w.dirty[s.key]; err != nil && !newer {
+			w.dirty[s.key] = s.st
 		}
 	}
+	w.mu.Unlock()
+	w.signal()
 }
 
-func (w *statusWriter) write(ctx context.Context, batch map[string]*InstanceStatus, timeout time.Duration) error {
+func (w *statusWriter) write(ctx context.Context, batch []statusWrite, timeout time.Duration) error {
 	ops := make([]clientv3.Op, 0, len(batch))
-	for key, st := range batch {
-		sk := w.k.statusAll() + key
-		if st == nil {
+	for _, s := range batch {
+		sk := w.k.statusAll() + s.key
+		if s.st == nil {
 			ops = append(ops, clientv3.OpTxn(
 				[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(sk), "=", w.lease)},
 				[]clientv3.Op{clientv3.OpDelete(sk)}, nil))
 			continue
 		}
-		val, _ := json.Marshal(st)
 		ops = append(ops, clientv3.OpTxn(
-			[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(w.k.assign(w.node, st.Service, st.Instance)), ">", 0)},
-			[]clientv3.Op{clientv3.OpPut(sk, string(val), clientv3.WithLease(w.lease))}, nil))
+			[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(w.k.assign(w.node, s.st.Service, s.st.Instance)), ">", 0)},
+			[]clientv3.Op{clientv3.OpPut(sk, string(s.val), clientv3.WithLease(w.lease))}, nil))
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
