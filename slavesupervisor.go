@@ -5,7 +5,9 @@ import (
 	"log/slog"
 	"maps"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/capy-pl/gdpm/internal/proc"
 )
@@ -24,6 +26,14 @@ type supervisor struct {
 	stopping map[string]*instanceRunner
 	desired  map[string]Assignment
 	wg       sync.WaitGroup
+
+	// New instances start only within the descriptor budget (slavefds.go);
+	// those that do not fit are reported failed once and tried again on
+	// a timer while they stay desired.
+	fds      *fdBudget
+	deferred map[string]bool
+	retry    *time.Timer
+	retryIn  time.Duration
 }
 
 // slaveDeps is what a supervisor takes from its slave, handed over rather
@@ -39,7 +49,8 @@ type slaveDeps struct {
 }
 
 func newSupervisor(deps slaveDeps, node string, sw *statusWriter) *supervisor {
-	return &supervisor{deps: deps, node: node, status: sw, running: map[string]*instanceRunner{}, stopping: map[string]*instanceRunner{}}
+	return &supervisor{deps: deps, node: node, status: sw, running: map[string]*instanceRunner{}, stopping: map[string]*instanceRunner{},
+		fds: newFDBudget(), deferred: map[string]bool{}}
 }
 
 // sync starts and stops runners to match desired, keeping a copy.
@@ -59,6 +70,7 @@ func (sup *supervisor) syncLocked() {
 			go sup.stop(key, r)
 		}
 	}
+	newlyDeferred, deferErr := 0, error(nil)
 	for key, a := range sup.desired {
 		if _, ok := sup.running[key]; ok {
 			continue
@@ -69,11 +81,22 @@ func (sup *supervisor) syncLocked() {
 		if !a.resolved {
 			continue // its spec is unknown: the service is gone
 		}
+		if err := sup.fds.admit(key); err != nil {
+			if !sup.deferred[key] {
+				sup.deferred[key] = true
+				newlyDeferred, deferErr = newlyDeferred+1, err
+				sup.status.set(InstanceStatus{Service: a.Service, Instance: a.Instance, Node: sup.node, State: StateFailed,
+					Error: err.Error(), LastError: err.Error(), LastErrorAt: time.Now().UTC()})
+			}
+			continue
+		}
 		ports, err := sup.deps.ports.reserve(a.Spec.Ports)
 		if err != nil {
+			sup.fds.started(key)
 			sup.deps.log.Warn("instance cannot start: no free port", "service", a.Service, "instance", a.Instance, "err", err)
 			continue
 		}
+		delete(sup.deferred, key)
 		sup.running[key] = startRunner(runnerConfig{
 			Assignment:  a,
 			Identity:    instanceEnv(a, sup.node, sup.deps.hostname, ports),
@@ -82,11 +105,58 @@ func (sup *supervisor) syncLocked() {
 			LogDir:      sup.deps.logDir,
 			LogMaxSize:  sup.deps.logMaxSize,
 			LogMaxFiles: sup.deps.logMaxFiles,
-			OnStatus:    sup.status.set,
+			OnStatus:    sup.onStatus(key),
 			OnStart:     func(pid int, startTime uint64) { sup.deps.groups.Add(pid, startTime) },
 			OnExit:      sup.deps.groups.Remove,
 			Logger:      sup.deps.log,
 		})
+	}
+	if newlyDeferred > 0 {
+		sup.deps.log.Warn("instances cannot start: descriptors", "instances", newlyDeferred, "err", deferErr)
+	}
+	sup.retryDeferred()
+}
+
+// retryDeferred forgets the deferred instances that are no longer desired
+// (and their failed status) and, while some remain, runs the sync again
+// after a delay that grows to 5 s.
+func (sup *supervisor) retryDeferred() {
+	for key := range sup.deferred {
+		if _, ok := sup.desired[key]; !ok {
+			delete(sup.deferred, key)
+			if svc, inst, ok := strings.Cut(key, "/"); ok {
+				sup.status.remove(svc, inst)
+			}
+		}
+	}
+	if len(sup.deferred) == 0 {
+		sup.retryIn = 0
+		return
+	}
+	if sup.retry != nil {
+		return
+	}
+	sup.retryIn = min(max(2*sup.retryIn, 250*time.Millisecond), 5*time.Second)
+	sup.retry = time.AfterFunc(sup.retryIn, func() {
+		sup.mu.Lock()
+		defer sup.mu.Unlock()
+		sup.retry = nil
+		if sup.desired != nil {
+			sup.syncLocked()
+		}
+	})
+}
+
+// onStatus passes a runner's statuses on: a reported start ends its count
+// in the descriptor budget, and a start that failed on a full table says
+// whose limit it hit.
+func (sup *supervisor) onStatus(key string) func(InstanceStatus) {
+	return func(st InstanceStatus) {
+		if st.State != StateAssigned {
+			sup.fds.started(key)
+		}
+		st.Error, st.LastError = sup.fds.explain(st.Error), sup.fds.explain(st.LastError)
+		sup.status.set(st)
 	}
 }
 
@@ -103,6 +173,7 @@ func (sup *supervisor) has(svc, inst string) bool {
 func (sup *supervisor) stop(key string, r *instanceRunner) {
 	defer sup.wg.Done()
 	r.Stop(context.Background())
+	sup.fds.started(key)
 	sup.deps.ports.release(r.cfg.Ports)
 	st := r.Status()
 	sup.status.remove(st.Service, st.Instance)
@@ -119,6 +190,10 @@ func (sup *supervisor) stop(key string, r *instanceRunner) {
 func (sup *supervisor) stopAll(ctx context.Context, kill bool) {
 	sup.mu.Lock()
 	sup.desired = nil
+	if sup.retry != nil {
+		sup.retry.Stop()
+		sup.retry = nil
+	}
 	runners := sup.running
 	sup.running = map[string]*instanceRunner{}
 	sup.mu.Unlock()

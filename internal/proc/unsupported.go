@@ -32,3 +32,6 @@ func Alive(pid int) bool { return false }
 
 // GroupMembers is empty: unknown.
 func GroupMembers(groups ...int) []int { return nil }
+
+// OpenFiles fails with ErrUnsupported.
+func OpenFiles() (open, limit int, err error) { return 0, 0, ErrUnsupported }
