@@ -44,6 +44,7 @@ func run(args []string) error {
 	tlsCert := fs.String("tls-cert", "", "this slave's own certificate `FILE` (bring your own PKI; no CSR is sent)")
 	tlsKey := fs.String("tls-key", "", "the key `FILE` of -tls-cert")
 	useTLS := fs.Bool("tls", true, "with a token, join over TLS (needs -ca-hash or -tls-ca); -tls=false only for a master started with -tls=false")
+	maxFiles := fs.Int64("max-open-files", 0, fileLimitUsage)
 	logFlags := cmdutil.AddLogFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: gdpm-slave [flags]\n\nexample: gdpm-slave -master 10.0.0.1:8888 -token $GDPM_TOKEN -ca-hash sha256:...\n\nflags:\n")
@@ -91,6 +92,10 @@ func run(args []string) error {
 		}
 	}
 	log := logFlags.Logger(os.Stderr)
+	if *maxFiles < -1 {
+		return cmdutil.Usagef("-max-open-files must be -1, 0 or a number of descriptors")
+	}
+	raiseFileLimit(*maxFiles, log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
