@@ -15,6 +15,22 @@
 // internal/runner and internal/proc. Elsewhere the package builds and [NewSlave] fails with
 // [ErrUnsupportedOS].
 //
+// # Descriptors
+//
+// A slave's instances hold descriptors of the process that embeds it for
+// as long as they run (their output pipes, a pidfd, their log files: about
+// six each today), so the process's RLIMIT_NOFILE bounds the instances
+// one slave runs. Go raises a program's soft limit to its hard limit at
+// start; the hard limit is for the embedder to set before the program
+// starts (systemd LimitNOFILE=, ulimit -Hn, or as gdpm-slave does: raise
+// it with CAP_SYS_RESOURCE and execute the program again, so that Go still
+// gives every child the soft limit the program started with; a
+// syscall.Setrlimit in the running program stops that, and the children
+// then inherit whatever the program set). The slave keeps 128 descriptors
+// for itself (etcd, registration, its log server): a new instance that
+// would cut into them is not started but reported failed, naming the
+// limit, and tried again while it stays assigned there.
+//
 // # Embedding
 //
 // Everything runs in one process as well as across machines. Port 0 takes
