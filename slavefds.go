@@ -62,11 +62,23 @@ func (b *fdBudget) admit(key string) error {
 	return nil
 }
 
-// started ends key's start: its descriptors are open now, and counted.
-func (b *fdBudget) started(key string) {
+// started ends key's start, if it was under way (and says so): its
+// descriptors are open now, and counted.
+func (b *fdBudget) started(key string) bool {
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.pending[key] {
+		return false
+	}
 	delete(b.pending, key)
-	b.mu.Unlock()
+	return true
+}
+
+// starting is how many admitted instances have not reported a start yet.
+func (b *fdBudget) starting() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.pending)
 }
 
 // explain adds the limit to an error of a start that failed because the

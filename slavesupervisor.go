@@ -31,9 +31,15 @@ type supervisor struct {
 	// those that do not fit are reported failed once and tried again on
 	// a timer while they stay desired.
 	fds      *fdBudget
+	queue    []string        // svc/inst waiting to start, oldest first
+	queued   map[string]bool // what queue holds
 	deferred map[string]bool
 	retry    *time.Timer
 	retryIn  time.Duration
+	kick     chan struct{} // a start is done (pace)
+	quit     chan struct{} // closed by stopAll: pace returns
+	paced    chan struct{} // closed when pace has returned
+	quitOnce sync.Once
 }
 
 // slaveDeps is what a supervisor takes from its slave, handed over rather
@@ -48,9 +54,14 @@ type slaveDeps struct {
 	log         *slog.Logger
 }
 
+// newSupervisor returns a supervisor with its pacing goroutine running;
+// stopAll ends it.
 func newSupervisor(deps slaveDeps, node string, sw *statusWriter) *supervisor {
-	return &supervisor{deps: deps, node: node, status: sw, running: map[string]*instanceRunner{}, stopping: map[string]*instanceRunner{},
-		fds: newFDBudget(), deferred: map[string]bool{}}
+	sup := &supervisor{deps: deps, node: node, status: sw, running: map[string]*instanceRunner{}, stopping: map[string]*instanceRunner{},
+		fds: newFDBudget(), queued: map[string]bool{}, deferred: map[string]bool{},
+		kick: make(chan struct{}, 1), quit: make(chan struct{}), paced: make(chan struct{})}
+	go sup.pace()
+	return sup
 }
 
 // sync starts and stops runners to match desired, keeping a copy.
@@ -70,7 +81,6 @@ func (sup *supervisor) syncLocked() {
 			go sup.stop(key, r)
 		}
 	}
-	newlyDeferred, deferErr := 0, error(nil)
 	for key, a := range sup.desired {
 		if _, ok := sup.running[key]; ok {
 			continue
@@ -78,8 +88,34 @@ func (sup *supervisor) syncLocked() {
 		if _, ok := sup.stopping[key]; ok {
 			continue // started again once its old runner is gone
 		}
-		if !a.resolved {
-			continue // its spec is unknown: the service is gone
+		if !a.resolved || sup.queued[key] {
+			continue // its spec is unknown (the service is gone), or it waits
+		}
+		sup.queue = append(sup.queue, key)
+		sup.queued[key] = true
+	}
+	sup.startQueued()
+	sup.retryDeferred()
+}
+
+// maxStarting bounds the instances whose first start is under way. Starts
+// are serialized by the fork anyway (one process at a time copies the
+// slave's descriptor table); ten thousand runners starting at once only
+// make ten thousand goroutines runnable, and the lease renewal waits
+// behind them: a slave that started 3,000 instances at once lost its lease.
+const maxStarting = 64
+
+// startQueued starts queued instances, oldest first, while fewer than
+// maxStarting are starting and the descriptor budget admits them.
+func (sup *supervisor) startQueued() {
+	newlyDeferred, deferErr := 0, error(nil)
+	for len(sup.queue) > 0 && sup.fds.starting() < maxStarting {
+		key := sup.queue[0]
+		sup.queue = sup.queue[1:]
+		delete(sup.queued, key)
+		a, ok := sup.desired[key]
+		if !ok || !a.resolved || sup.running[key] != nil || sup.stopping[key] != nil {
+			continue
 		}
 		if err := sup.fds.admit(key); err != nil {
 			if !sup.deferred[key] {
@@ -111,10 +147,12 @@ func (sup *supervisor) syncLocked() {
 			Logger:      sup.deps.log,
 		})
 	}
+	if len(sup.queue) == 0 {
+		sup.queue = nil // let the array go
+	}
 	if newlyDeferred > 0 {
 		sup.deps.log.Warn("instances cannot start: descriptors", "instances", newlyDeferred, "err", deferErr)
 	}
-	sup.retryDeferred()
 }
 
 // retryDeferred forgets the deferred instances that are no longer desired
@@ -152,11 +190,33 @@ func (sup *supervisor) retryDeferred() {
 // whose limit it hit.
 func (sup *supervisor) onStatus(key string) func(InstanceStatus) {
 	return func(st InstanceStatus) {
-		if st.State != StateAssigned {
-			sup.fds.started(key)
-		}
 		st.Error, st.LastError = sup.fds.explain(st.Error), sup.fds.explain(st.LastError)
 		sup.status.set(st)
+		if st.State != StateAssigned && sup.fds.started(key) {
+			// A start is done: the next queued one may go. Not from
+			// here: a status must not wait for the supervisor's lock.
+			select {
+			case sup.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// pace starts queued instances whenever a start is done, until stopAll.
+func (sup *supervisor) pace() {
+	defer close(sup.paced)
+	for {
+		select {
+		case <-sup.quit:
+			return
+		case <-sup.kick:
+		}
+		sup.mu.Lock()
+		if sup.desired != nil {
+			sup.startQueued()
+		}
+		sup.mu.Unlock()
 	}
 }
 
@@ -190,6 +250,7 @@ func (sup *supervisor) stop(key string, r *instanceRunner) {
 func (sup *supervisor) stopAll(ctx context.Context, kill bool) {
 	sup.mu.Lock()
 	sup.desired = nil
+	sup.queue, sup.queued = nil, map[string]bool{}
 	if sup.retry != nil {
 		sup.retry.Stop()
 		sup.retry = nil
@@ -197,6 +258,8 @@ func (sup *supervisor) stopAll(ctx context.Context, kill bool) {
 	runners := sup.running
 	sup.running = map[string]*instanceRunner{}
 	sup.mu.Unlock()
+	sup.quitOnce.Do(func() { close(sup.quit) })
+	<-sup.paced
 	var wg sync.WaitGroup
 	for _, r := range runners {
 		wg.Add(1)
