@@ -332,3 +332,35 @@ func TestWatchdogDeadMansSwitch(t *testing.T) {
 	}
 	waitUntil(t, 5*time.Second, "group d to die at end of file", dead(d.Process.Pid))
 }
+
+// TestReaperReadsOnlyItsChildren: looking for orphans to reap lists this
+// process's children instead of reading the stat of every process on the
+// host, which a slave with thousands of instances did every 10 s at idle.
+func TestReaperReadsOnlyItsChildren(t *testing.T) {
+	if _, err := os.Stat("/proc/thread-self/children"); err != nil {
+		t.Skip("no /proc/PID/task/TID/children here (CONFIG_PROC_CHILDREN)")
+	}
+	tr, err := openGroupTracker(t.TempDir(), false, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.close()
+	leader := startGroup(t, "sleep")
+	pg := leader.Process.Pid
+	tr.add(pg, StartTime(pg))
+	before := procScans.Load()
+	tr.reapOrphans()
+	if n := procScans.Load() - before; n != 0 {
+		t.Errorf("reapOrphans scanned every process %d times", n)
+	}
+	signalGroup(pg, syscall.SIGKILL)
+	leader.Wait()
+	tr.remove(pg)
+	waitUntil(t, 5*time.Second, "the killed group to be forgotten", func() bool {
+		tr.reapOrphans()
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		_, ok := tr.gone[pg]
+		return !ok
+	})
+}
