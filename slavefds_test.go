@@ -105,10 +105,13 @@ func TestSlaveKeepsDescriptorsForItself(t *testing.T) {
 	if err := c.client.ScaleService(ctxT(t), svc, running); err != nil {
 		t.Fatal(err)
 	}
-	c.waitRunning(svc, running)
-	waitFor(t, 20*time.Second, "no failed instance left", func() (bool, string) {
+	waitFor(t, 30*time.Second, "every instance left running", func() (bool, string) {
 		ins := c.instances(svc)
-		return len(ins) == running, fmt.Sprint(len(ins), " instances")
+		states := map[string]int{}
+		for _, in := range ins {
+			states[string(in.State)+" "+in.Error]++
+		}
+		return len(ins) == running && states[string(gdpm.StateRunning)+" "] == running, fmt.Sprint(len(ins), " instances: ", states)
 	})
 }
 

@@ -95,7 +95,6 @@ func (sup *supervisor) syncLocked() {
 		sup.queued[key] = true
 	}
 	sup.startQueued()
-	sup.retryDeferred()
 }
 
 // maxStarting bounds the instances whose first start is under way. Starts
@@ -153,6 +152,8 @@ func (sup *supervisor) startQueued() {
 	if newlyDeferred > 0 {
 		sup.deps.log.Warn("instances cannot start: descriptors", "instances", newlyDeferred, "err", deferErr)
 	}
+	// Here, not in syncLocked: pace defers instances too.
+	sup.retryDeferred()
 }
 
 // retryDeferred forgets the deferred instances that are no longer desired
