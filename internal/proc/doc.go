@@ -13,7 +13,9 @@
 //   - procfs.go is the one /proc walker and the one kill-until-gone loop.
 //   - spawn.go starts a process with one pidfd and reaps it, without
 //     os/exec (which keeps a command, an environment and a second pidfd
-//     per process).
+//     per process); once the process holds thousands of descriptors,
+//     from a thread with a descriptor table of its own (spawner.go), so
+//     that a start does not copy them all. fds.go counts them.
 //   - lowlevel.go is what the runner uses: AcquirePoller, Spawn,
 //     WatchExit, Reap, OpenPumps, SignalGroup, KillGroupsUntilGone,
 //     StartTime.

@@ -34,8 +34,16 @@ type fdPoller struct {
 // supervised.
 var sharedPoller struct {
 	sync.Mutex
-	p    *fdPoller
-	refs int
+	p       *fdPoller
+	refs    int
+	spawner *spawner // lives with p; nil where it cannot run (spawner.go)
+}
+
+// currentSpawner is the spawning thread, nil without an acquired poller.
+func currentSpawner() *spawner {
+	sharedPoller.Lock()
+	defer sharedPoller.Unlock()
+	return sharedPoller.spawner
 }
 
 // acquirePoller returns the shared poller, starting it if needed; every
@@ -49,6 +57,7 @@ func acquirePoller() (*fdPoller, error) {
 			return nil, err
 		}
 		sharedPoller.p = p
+		sharedPoller.spawner = startSpawner()
 	}
 	sharedPoller.refs++
 	return sharedPoller.p, nil
@@ -60,6 +69,10 @@ func releasePoller() {
 	if sharedPoller.refs--; sharedPoller.refs == 0 {
 		sharedPoller.p.stop()
 		sharedPoller.p = nil
+		if sharedPoller.spawner != nil {
+			sharedPoller.spawner.stop()
+			sharedPoller.spawner = nil
+		}
 	}
 }
 
