@@ -94,9 +94,30 @@ func (s *spawner) stop() {
 // loop is the spawning thread. It never unlocks the thread: a goroutine
 // that returns while locked takes its thread with it, which is what must
 // happen to a thread whose descriptor table is not the process's.
+//
+// Not the main thread, though: /proc/self is the main thread's view, and
+// /proc/self/fd would list the spawning thread's few descriptors instead
+// of the process's (OpenFiles, and whatever reopens /proc/self/fd/N). On
+// the main thread, loop holds it while another goroutine locks a thread
+// of its own, which then cannot be this one.
 func (s *spawner) loop(pair [2]int, ready chan<- error) {
-	defer close(s.done)
 	runtime.LockOSThread()
+	if syscall.Gettid() == syscall.Getpid() {
+		locked := make(chan struct{})
+		go s.run(pair, ready, locked)
+		<-locked
+		runtime.UnlockOSThread()
+		return
+	}
+	s.run(pair, ready, nil)
+}
+
+func (s *spawner) run(pair [2]int, ready chan<- error, locked chan<- struct{}) {
+	defer close(s.done)
+	runtime.LockOSThread() // nests with loop's when on the same thread
+	if locked != nil {
+		close(locked)
+	}
 	if err := syscall.Unshare(syscall.CLONE_FILES); err != nil {
 		ready <- err
 		return
