@@ -33,7 +33,7 @@ func startRunner(cfg runnerConfig) *instanceRunner {
 	rc := runner.Config{
 		Command:       a.Spec.Command,
 		BaseEnv:       cfg.Env,
-		Env:           append(specEnv(a.Spec.Env), cfg.Identity...),
+		Env:           cfg.Identity,
 		Dir:           workDir(cfg.BaseDir, a.Spec.Dir),
 		StopTimeout:   a.Spec.stopTimeout(),
 		Restart:       runnerPolicy(a.Spec.restartPolicy()),
@@ -44,6 +44,9 @@ func startRunner(cfg runnerConfig) *instanceRunner {
 		OnStart:       cfg.OnStart,
 		OnExit:        cfg.OnExit,
 		Logger:        cfg.Logger,
+	}
+	if len(a.Spec.Env) > 0 {
+		rc.Env = append(specEnv(a.Spec.Env), cfg.Identity...) // Identity last: it wins
 	}
 	if cfg.Logger != nil {
 		rc.LogAttrs = []any{"service", a.Service, "instance", a.Instance}
