@@ -18,9 +18,9 @@
 // # Descriptors
 //
 // A slave's instances hold descriptors of the process that embeds it for
-// as long as they run (their output pipes, a pidfd, their log files: about
-// six each today), so the process's RLIMIT_NOFILE bounds the instances
-// one slave runs. Go raises a program's soft limit to its hard limit at
+// as long as they run (their two output pipes and a pidfd), so the
+// process's RLIMIT_NOFILE bounds the instances one slave runs: about 6,600
+// at a limit of 20,000. Go raises a program's soft limit to its hard limit at
 // start; the hard limit is for the embedder to set before the program
 // starts (systemd LimitNOFILE=, ulimit -Hn, or as gdpm-slave does: raise
 // it with CAP_SYS_RESOURCE and execute the program again, so that Go still

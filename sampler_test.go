@@ -1,8 +1,10 @@
 package gdpm
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -80,6 +82,9 @@ func TestUsageSamplerCountsTheWholeGroup(t *testing.T) {
 	for p := range pgids {
 		pgid = p
 	}
+	// Start returns once the exec is under way, before the new image has
+	// touched its memory: measure once the program sleeps.
+	waitSleeping(t, pgid)
 	s := newUsageSampler()
 	got := s.sample(pgids, time.Now())
 	one := got[pgid].RSS
@@ -103,5 +108,21 @@ func TestUsageSamplerCountsTheWholeGroup(t *testing.T) {
 			t.Fatalf("a second member did not add to the group's RSS: %d then %d", one, got[pgid].RSS)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitSleeping waits until pid is asleep (state S in /proc/pid/stat).
+func waitSleeping(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && len(b) > i+2 && b[i+2] == 'S' {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d does not sleep: %s", pid, b)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -32,9 +32,11 @@ type fdBudget struct {
 
 // Defaults of the budget: a reserve that covers the etcd connections, a
 // registration, the watchdog and a few dozen log requests (a connection and
-// a file each); an instance counted for its two output pipes (both ends
-// while it starts), Go's pidfd and the poller's, its two log files and the
-// pipe os/exec reads the exec's outcome from.
+// a file each); an instance counted, while it starts, for what a start
+// holds at its peak: its two output pipes (both ends until the child has
+// them), its stdin (/dev/null), its pidfd, the pipe the fork reports the
+// exec's outcome on and a log file for the start marker. Once started it
+// holds three, and is counted as such (OpenFiles).
 const (
 	fdReserve     = 128
 	fdPerInstance = 10

@@ -12,9 +12,9 @@ import (
 	"syscall"
 )
 
-// Every instance holds a few descriptors for its whole life (its output
-// pipes, its pidfd, its log files), so RLIMIT_NOFILE bounds how many
-// instances one slave runs: about 3,300 at a limit of 20,000. Go raises
+// Every instance holds three descriptors for its whole life (its output
+// pipes and its pidfd), so RLIMIT_NOFILE bounds how many instances one
+// slave runs: about 6,600 at a limit of 20,000. Go raises
 // its own soft limit to the hard one at start; only the hard limit stands
 // in the way, and only a privileged process (CAP_SYS_RESOURCE) may raise
 // it.
