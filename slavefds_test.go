@@ -30,7 +30,8 @@ func TestSlaveKeepsDescriptorsForItself(t *testing.T) {
 	// ulimit -n lowers the soft and the hard limit, which needs no
 	// privilege.
 	sp := &slaveProc{binProc: startBinProc(t, "/bin/sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$@"`, limit), "sh", bin,
-		"-master", c.master().TCPAddr(), "-data", data, "-logs-addr", "127.0.0.1:0", "-log-level", "info"), t: t, data: data}
+		"-master", c.master().TCPAddr(), "-data", data, "-logs-addr", "127.0.0.1:0", "-log-level", "info",
+		"-max-open-files", "-1"), t: t, data: data} // keep the small limit, even where it could be raised
 	node := sp.waitRegistered()
 	svc := c.create("sh -c 'echo hello; exec sleep 1000'", n)
 
