@@ -14,7 +14,7 @@ import (
 // argv of a command, how an exit reads.
 
 // Backoff shapes the delay between restarts; zero fields take the
-// defaults below.
+// DefaultBackoff* constants.
 type Backoff struct {
 	Initial time.Duration // first restart delay
 	Max     time.Duration // cap
