@@ -90,6 +90,14 @@ type SlaveConfig struct {
 	// DefaultLogMaxFiles (3).
 	LogMaxSize  int64
 	LogMaxFiles int
+	// DiscardOutput sends every instance's stdout and stderr to
+	// /dev/null instead of capturing them: no log files, no pipes, and
+	// the logs API shows nothing new from this slave. An instance then
+	// holds one descriptor of the slave's (its pidfd) instead of three,
+	// so three times as many fit within RLIMIT_NOFILE. For programs that
+	// log elsewhere (journald, syslog, their own files), as supervisord's
+	// stdout_logfile=NONE. Default false: output is captured.
+	DiscardOutput bool
 	// LogRetention is how long the logs of an instance that no longer
 	// runs on this slave (deleted, scaled down, moved) are kept after
 	// their last write; the slave looks every hour. Default
@@ -364,6 +372,15 @@ func (s *Slave) sweepLogs(ctx context.Context) {
 // logDir holds the instances' logs: logDir/SERVICE/INSTANCE.stdout|stderr.
 func (s *Slave) logDir() string { return filepath.Join(s.cfg.DataDir, "logs") }
 
+// instanceLogDir is where the runners write their instances' output: ""
+// (discard) with DiscardOutput.
+func (s *Slave) instanceLogDir() string {
+	if s.cfg.DiscardOutput {
+		return ""
+	}
+	return s.logDir()
+}
+
 // LogAddr is the address the slave serves its logs on ("" before Start).
 func (s *Slave) LogAddr() string {
 	s.mu.Lock()
@@ -561,7 +578,7 @@ func (s *Slave) session(ctx context.Context, w welcome) error {
 	defer wcancel()
 
 	sup := newSupervisor(slaveDeps{
-		logDir: s.logDir(), logMaxSize: s.cfg.LogMaxSize, logMaxFiles: s.cfg.LogMaxFiles,
+		logDir: s.instanceLogDir(), logMaxSize: s.cfg.LogMaxSize, logMaxFiles: s.cfg.LogMaxFiles,
 		hostname: s.cfg.Hostname, groups: s.groups, ports: s.ports, log: s.log,
 	}, node.ID, sw)
 	s.sup.Store(sup)

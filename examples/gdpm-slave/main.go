@@ -45,6 +45,7 @@ func run(args []string) error {
 	tlsKey := fs.String("tls-key", "", "the key `FILE` of -tls-cert")
 	useTLS := fs.Bool("tls", true, "with a token, join over TLS (needs -ca-hash or -tls-ca); -tls=false only for a master started with -tls=false")
 	maxFiles := fs.Int64("max-open-files", 0, fileLimitUsage)
+	discard := fs.Bool("discard-output", false, "send the instances' stdout and stderr to /dev/null instead of capturing them (no logs from this slave; one descriptor per instance instead of three)")
 	logFlags := cmdutil.AddLogFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: gdpm-slave [flags]\n\nexample: gdpm-slave -master 10.0.0.1:8888 -token $GDPM_TOKEN -ca-hash sha256:...\n\nflags:\n")
@@ -106,6 +107,7 @@ func run(args []string) error {
 	cfg.LogAddr = *logsAddr
 	// Instance logs: at most LogMaxFiles x LogMaxSize per stream.
 	cfg.LogMaxSize, cfg.LogMaxFiles, cfg.LogRetention = *logMaxMB<<20, *logFiles, *logKeep
+	cfg.DiscardOutput = *discard
 	// This process runs nothing but the slave, so it can adopt and reap
 	// what the instances orphan.
 	cfg.Subreaper = true
