@@ -760,7 +760,7 @@ func (s *Slave) follow(ctx context.Context, cli *clientv3.Client, k keyspace, no
 		if err := specs.resolve(ctx, desired); err != nil {
 			return err
 		}
-		sup.sync(desired)
+		sup.sync(desired) // the supervisor's now: follow keeps no copy
 		s.readyOnce.Do(func() { close(s.ready) })
 
 		wch := cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
@@ -769,24 +769,28 @@ func (s *Slave) follow(ctx context.Context, cli *clientv3.Client, k keyspace, no
 				s.log.Warn("assignment watch broke; reading again", "err", err)
 				break
 			}
+			// Only the batch's changes: the supervisor holds the
+			// assignments (one copy), and a batch costs what it changes.
+			changes := make(map[string]Assignment, len(wr.Events))
 			for _, ev := range wr.Events {
 				_, svc, inst, ok := k.splitAssign(string(ev.Kv.Key))
 				if !ok {
 					continue
 				}
 				if ev.Type == clientv3.EventTypeDelete {
-					delete(desired, svc+"/"+inst)
+					changes[svc+"/"+inst] = Assignment{} // Service "": delete
 				} else if a, ok := parseAssignment(k, ev.Kv.Key, ev.Kv.Value); ok {
-					desired[svc+"/"+inst] = a
+					changes[svc+"/"+inst] = a
 				}
 			}
-			if err := specs.resolve(ctx, desired); err != nil {
+			if err := specs.fill(ctx, changes); err != nil {
 				if ctx.Err() == nil {
 					s.log.Warn("cannot read the specs of new assignments; reading again", "err", err)
 				}
 				break
 			}
-			sup.sync(desired)
+			sup.apply(changes)
+			specs.keep(sup.specsInUse())
 		}
 	}
 	return ctx.Err()

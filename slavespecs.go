@@ -46,22 +46,40 @@ func newSpecCache(cli *clientv3.Client, k keyspace, timeout time.Duration, log *
 }
 
 // resolve fills in the Spec of every assignment in desired and marks it
-// resolved. An assignment whose service record is gone stays unresolved:
-// the service was deleted and the scheduler removes its assignments; the
-// supervisor starts nothing for it (and does not stop a copy that runs).
-// It fails only when etcd cannot be read.
+// resolved, then forgets the specs no assignment of desired names (desired
+// is all of the node's assignments). An assignment whose service record is
+// gone stays unresolved: the service was deleted and the scheduler removes
+// its assignments; the supervisor starts nothing for it (and does not stop
+// a copy that runs). It fails only when etcd cannot be read.
 func (c *specCache) resolve(ctx context.Context, desired map[string]Assignment) error {
+	if err := c.fill(ctx, desired); err != nil {
+		return err
+	}
 	used := map[specRef]bool{}
+	for _, a := range desired {
+		if a.SpecRev != 0 {
+			used[specRef{a.Service, a.SpecRev}] = true
+		}
+	}
+	c.keep(used)
+	return nil
+}
+
+// fill resolves the assignments of changes (a watch batch: an entry whose
+// Service is "" is a deletion and is left alone) and forgets nothing.
+func (c *specCache) fill(ctx context.Context, changes map[string]Assignment) error {
 	missing := map[specRef]bool{}
-	for key, a := range desired {
+	for key, a := range changes {
+		if a.Service == "" {
+			continue
+		}
 		if a.SpecRev == 0 {
 			// Written with its spec inline (gdpm 0.1, or by hand).
 			a.resolved = a.Spec.Command != ""
-			desired[key] = a
+			changes[key] = a
 			continue
 		}
 		ref := specRef{a.Service, a.SpecRev}
-		used[ref] = true
 		if a.resolved || missing[ref] {
 			continue
 		}
@@ -78,14 +96,18 @@ func (c *specCache) resolve(ctx context.Context, desired map[string]Assignment) 
 			c.specs[ref] = spec
 		}
 		a.Spec, a.Name, a.resolved = spec.Spec, spec.name, true
-		desired[key] = a
+		changes[key] = a
 	}
+	return nil
+}
+
+// keep forgets the cached specs that used does not name.
+func (c *specCache) keep(used map[specRef]bool) {
 	for ref := range c.specs {
 		if !used[ref] {
 			delete(c.specs, ref)
 		}
 	}
-	return nil
 }
 
 // read returns the spec of a service record at a revision; false when the

@@ -3,7 +3,6 @@ package gdpm
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,8 +23,13 @@ type supervisor struct {
 	mu       sync.Mutex
 	running  map[string]*instanceRunner // svc/inst
 	stopping map[string]*instanceRunner
-	desired  map[string]Assignment
-	wg       sync.WaitGroup
+	// desired is the node's assignments by svc/inst: the slave's only
+	// copy of them. follow hands a full read over (sync) and then each
+	// watch batch's changes (apply); it keeps none itself, so 1,000
+	// instances cost one map of Assignments, not two, and a batch costs
+	// its changes, not a clone of the whole map.
+	desired map[string]Assignment
+	wg      sync.WaitGroup
 
 	// New instances start only within the descriptor budget (slavefds.go);
 	// those that do not fit are reported failed once and tried again on
@@ -64,12 +68,46 @@ func newSupervisor(deps slaveDeps, node string, sw *statusWriter) *supervisor {
 	return sup
 }
 
-// sync starts and stops runners to match desired, keeping a copy.
+// sync starts and stops runners to match desired, which it takes over:
+// the caller must not use the map afterwards.
 func (sup *supervisor) sync(desired map[string]Assignment) {
 	sup.mu.Lock()
 	defer sup.mu.Unlock()
-	sup.desired = maps.Clone(desired)
+	sup.desired = desired
 	sup.syncLocked()
+}
+
+// apply changes the desired assignments by a watch batch (an entry whose
+// Service is "" deletes its key) and starts and stops runners to match.
+// It keeps none of changes.
+func (sup *supervisor) apply(changes map[string]Assignment) {
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	if sup.desired == nil {
+		sup.desired = make(map[string]Assignment, len(changes))
+	}
+	for key, a := range changes {
+		if a.Service == "" {
+			delete(sup.desired, key)
+		} else {
+			sup.desired[key] = a
+		}
+	}
+	sup.syncLocked()
+}
+
+// specsInUse returns the spec references the desired assignments name,
+// for the spec cache to forget the others.
+func (sup *supervisor) specsInUse() map[specRef]bool {
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	used := map[specRef]bool{}
+	for _, a := range sup.desired {
+		if a.SpecRev != 0 {
+			used[specRef{a.Service, a.SpecRev}] = true
+		}
+	}
+	return used
 }
 
 func (sup *supervisor) syncLocked() {
