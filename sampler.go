@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"hash/maphash"
 	"math"
 	"os"
 	"runtime"
 	"strconv"
 	"syscall"
 	"time"
+	"unsafe"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -37,6 +39,11 @@ type usageSampler struct {
 	// cumulative counters into a rate; a group's entry goes with it.
 	prev     map[int]groupTicks
 	pageSize int64
+	// Reused by every sample (cleared, not made again): at 1,000
+	// instances a sample's maps were most of the garbage it made.
+	ticks map[int]uint64
+	rss   map[int]int64
+	out   map[int]InstanceUsage
 }
 
 type groupTicks struct {
@@ -45,15 +52,19 @@ type groupTicks struct {
 }
 
 func newUsageSampler() *usageSampler {
-	return &usageSampler{buf: make([]byte, 1024), prev: map[int]groupTicks{}, pageSize: int64(os.Getpagesize())}
+	return &usageSampler{buf: make([]byte, 1024), prev: map[int]groupTicks{}, pageSize: int64(os.Getpagesize()),
+		ticks: map[int]uint64{}, rss: map[int]int64{}, out: map[int]InstanceUsage{}}
 }
 
 // sample measures the groups (leader pid = pgid) and returns each one's
 // usage. A group with no live process is left out. The CPU of a group seen
-// for the first time is 0: a rate needs two samples.
+// for the first time is 0: a rate needs two samples. The map it returns is
+// the sampler's: valid until the next sample.
 func (u *usageSampler) sample(pgids map[int]bool, now time.Time) map[int]InstanceUsage {
-	ticks := make(map[int]uint64, len(pgids))
-	rss := make(map[int]int64, len(pgids))
+	ticks, rss, out := u.ticks, u.rss, u.out
+	clear(ticks)
+	clear(rss)
+	clear(out)
 	d, err := os.Open("/proc")
 	if err != nil {
 		return nil
@@ -78,7 +89,6 @@ func (u *usageSampler) sample(pgids map[int]bool, now time.Time) map[int]Instanc
 			break
 		}
 	}
-	out := make(map[int]InstanceUsage, len(ticks))
 	for pgid, t := range ticks {
 		iu := InstanceUsage{PID: pgid, RSS: rss[pgid]}
 		if p, ok := u.prev[pgid]; ok && t >= p.ticks && now.After(p.at) {
@@ -186,30 +196,61 @@ func hostUsage(u *NodeUsage) {
 	}
 }
 
+// usageHostEvery is how often a record whose instances have not changed
+// is written again for the host's figures alone (Load1, MemAvailable):
+// those move with every sample, and each write re-sends the whole record,
+// about 230 KB at 1,000 instances, to etcd and to every event stream.
+const usageHostEvery = 30 * time.Second
+
+// usageReport is the state reportUsage keeps between samples, reused so
+// that a sample of 1,000 instances allocates little: the maps are cleared,
+// not made again, and the record is encoded into one buffer. The record
+// last written is remembered by two hashes (of the whole and of its
+// instances' part), not by a copy: at 1,000 instances a copy is 230 KB
+// that the heap keeps, and the GC lets the heap grow to twice what it
+// keeps. A collision (one in 2^64) only delays a write to the next change.
+type usageReport struct {
+	sampler *usageSampler
+	keys    map[int]string
+	pgids   map[int]bool
+	usage   NodeUsage
+	buf     []byte
+	seed    maphash.Seed
+	// The record last written: its hashes (both 0 when none was, or the
+	// write failed) and when.
+	lastSum, lastTail uint64
+	lastAt            time.Time
+}
+
+func newUsageReport(node, hostname string) *usageReport {
+	return &usageReport{sampler: newUsageSampler(), keys: map[int]string{}, pgids: map[int]bool{}, seed: maphash.MakeSeed(),
+		usage: NodeUsage{Node: node, Hostname: hostname, Instances: map[string]InstanceUsage{}}}
+}
+
 // reportUsage samples the session's instances every interval and writes
 // the node's usage record on its lease, until ctx ends.
 func (sup *supervisor) reportUsage(ctx context.Context, cli *clientv3.Client, k keyspace, lease clientv3.LeaseID, interval, timeout time.Duration) {
-	sampler := newUsageSampler()
+	rep := newUsageReport(sup.node, sup.deps.hostname)
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	last := ""
 	for {
-		u := sup.sampleUsage(sampler, time.Now())
-		val, _ := json.Marshal(u)
-		// A record like the last one (idle instances, a quiet host) is not
-		// written again: every write is a revision that each event stream
-		// receives.
-		if string(val) != last {
+		now := time.Now()
+		sup.sampleUsageInto(rep, now)
+		val := rep.encode()
+		if sum, tail, due := rep.due(val, now); due {
 			cctx, cancel := context.WithTimeout(ctx, timeout)
-			_, err := cli.Put(cctx, k.usage(sup.node), string(val), clientv3.WithLease(lease))
+			// The value is not copied into a string: the buffer is not
+			// written again until the next sample, after Put returned
+			// (gRPC has marshalled the request by then).
+			_, err := cli.Put(cctx, k.usage(sup.node), unsafe.String(unsafe.SliceData(val), len(val)), clientv3.WithLease(lease))
 			cancel()
 			if err != nil {
-				last = ""
+				rep.lastSum, rep.lastTail = 0, 0
 				if ctx.Err() == nil {
 					sup.deps.log.Debug("usage report failed", "err", err)
 				}
 			} else {
-				last = string(val)
+				rep.lastSum, rep.lastTail, rep.lastAt = sum, tail, now
 			}
 		}
 		select {
@@ -220,10 +261,43 @@ func (sup *supervisor) reportUsage(ctx context.Context, cli *clientv3.Client, k 
 	}
 }
 
-// sampleUsage measures every running instance once.
-func (sup *supervisor) sampleUsage(sampler *usageSampler, now time.Time) NodeUsage {
-	keys := map[int]string{}
-	pgids := map[int]bool{}
+// encode marshals the record into rep.buf and returns it.
+func (rep *usageReport) encode() []byte {
+	b := bytes.NewBuffer(rep.buf[:0])
+	json.NewEncoder(b).Encode(rep.usage) // a NodeUsage always encodes
+	rep.buf = b.Bytes()
+	return bytes.TrimSuffix(rep.buf, []byte("\n"))
+}
+
+// due says whether val is to be written, with its hashes. A record like
+// the last one (idle instances, a quiet host) is not written again: every
+// write is a revision that each event stream receives. One whose instances
+// are as before, and only the host's figures moved, waits for
+// usageHostEvery.
+func (rep *usageReport) due(val []byte, now time.Time) (sum, tail uint64, due bool) {
+	sum = maphash.Bytes(rep.seed, val)
+	// The host's figures come first in the record and the instances'
+	// from "CPU" on (encoding/json keeps the fields' order and sorts a
+	// map's keys), so the tail is the instances' part.
+	if i := bytes.Index(val, []byte(`,"CPU":`)); i >= 0 {
+		tail = maphash.Bytes(rep.seed, val[i:])
+	}
+	switch {
+	case rep.lastSum == 0:
+		return sum, tail, true
+	case sum == rep.lastSum:
+		return sum, tail, false
+	case tail != rep.lastTail || tail == 0:
+		return sum, tail, true
+	}
+	return sum, tail, now.Sub(rep.lastAt) >= usageHostEvery
+}
+
+// sampleUsageInto measures every running instance once into rep.usage.
+func (sup *supervisor) sampleUsageInto(rep *usageReport, now time.Time) {
+	keys, pgids := rep.keys, rep.pgids
+	clear(keys)
+	clear(pgids)
 	sup.mu.Lock()
 	for key, r := range sup.running {
 		if st := r.Status(); st.PID > 0 && (st.State == StateRunning || st.State == StateStopping) {
@@ -231,8 +305,10 @@ func (sup *supervisor) sampleUsage(sampler *usageSampler, now time.Time) NodeUsa
 		}
 	}
 	sup.mu.Unlock()
-	u := NodeUsage{Node: sup.node, Hostname: sup.deps.hostname, Instances: map[string]InstanceUsage{}, Cgroups: cgroupVersion()}
-	for pgid, iu := range sampler.sample(pgids, now) {
+	u := &rep.usage
+	clear(u.Instances)
+	u.CPU, u.RSS, u.Cgroups = 0, 0, cgroupVersion()
+	for pgid, iu := range rep.sampler.sample(pgids, now) {
 		// Rounded, so that an idle instance's record does not change
 		// with every sample's noise.
 		iu.CPU = math.Round(iu.CPU*10) / 10
@@ -241,9 +317,8 @@ func (sup *supervisor) sampleUsage(sampler *usageSampler, now time.Time) NodeUsa
 		u.CPU += iu.CPU
 		u.RSS += iu.RSS
 	}
-	hostUsage(&u)
+	hostUsage(u)
 	u.CPU = math.Round(u.CPU*10) / 10
 	u.MemAvailable &^= 16<<20 - 1
 	u.Load1 = math.Round(u.Load1*10) / 10
-	return u
 }

@@ -126,3 +126,39 @@ func waitSleeping(t *testing.T, pid int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// The usage record is written when it changes, except that a change of
+// the host's figures alone waits for usageHostEvery: at 1,000 instances
+// the record is 230 KB, and Load1 moves with every sample.
+func TestUsageReportWritesWhatChanged(t *testing.T) {
+	rep := newUsageReport("node", "host")
+	rep.usage.Instances["svc/a"] = InstanceUsage{PID: 10, RSS: 1 << 20}
+	now := time.Now()
+	write := func(want bool, what string) {
+		t.Helper()
+		val := rep.encode()
+		var u NodeUsage
+		if err := json.Unmarshal(val, &u); err != nil || u.Instances["svc/a"] != rep.usage.Instances["svc/a"] {
+			t.Fatalf("%s: the record does not read back: %v %s", what, err, val)
+		}
+		sum, tail, due := rep.due(val, now)
+		if due != want {
+			t.Fatalf("%s: due %v, want %v", what, due, want)
+		}
+		if due {
+			rep.lastSum, rep.lastTail, rep.lastAt = sum, tail, now
+		}
+	}
+	write(true, "the first record")
+	write(false, "the same record")
+	rep.usage.Load1 = 0.7
+	write(false, "only the load moved")
+	now = now.Add(usageHostEvery)
+	write(true, "only the load moved, 30 s later")
+	now = now.Add(time.Second)
+	rep.usage.Instances["svc/a"] = InstanceUsage{PID: 10, RSS: 2 << 20}
+	write(true, "an instance's RSS moved")
+	rep.usage.Load1 = 0.9
+	rep.usage.Instances["svc/b"] = InstanceUsage{PID: 11}
+	write(true, "an instance came")
+}

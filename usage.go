@@ -12,7 +12,11 @@ import (
 // resource use, every UsageInterval, in one record: usage/<node>, bound to
 // its lease. One record per node (not a field of each instance status)
 // keeps the sampling out of the status keys, whose changes are events and
-// wake the scheduler: 1,000 instances cost one small write per interval.
+// wake the scheduler: 1,000 instances cost one write per interval. A
+// record equal to the last one is not written again, and one whose
+// instances did not change is written for the host's figures (MemAvailable,
+// Load1) at most every 30 s: they move with every sample, and the record is
+// about 230 bytes an instance.
 type NodeUsage struct {
 	Node     string `json:"Node"`
 	Hostname string `json:"Hostname"`
