@@ -33,10 +33,12 @@ type fdBudget struct {
 // Defaults of the budget: a reserve that covers the etcd connections, a
 // registration, the watchdog and a few dozen log requests (a connection and
 // a file each); an instance counted, while it starts, for what a start
-// holds at its peak: its two output pipes (both ends until the child has
-// them), its stdin (/dev/null), its pidfd, the pipe the fork reports the
-// exec's outcome on and a log file for the start marker. Once started it
-// holds three, and is counted as such (OpenFiles).
+// holds at its peak (internal/proc.Spawn, no os/exec): its two output
+// pipes (both ends until the child has them), its stdin (/dev/null), its
+// pidfd, the pipe syscall.ForkExec reports the exec's outcome on and a log
+// file for the start marker. Once started it holds three (its pidfd and
+// the read ends of its two pipes), plus a log file per stream once it has
+// printed, and is counted as it is (OpenFiles).
 const (
 	fdReserve     = 128
 	fdPerInstance = 10
