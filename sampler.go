@@ -3,6 +3,7 @@ package gdpm
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"hash/maphash"
 	"math"
@@ -204,22 +205,24 @@ const usageHostEvery = 30 * time.Second
 
 // usageReport is the state reportUsage keeps between samples, reused so
 // that a sample of 1,000 instances allocates little: the maps are cleared,
-// not made again, and the record is encoded into one buffer. The record
-// last written is remembered by two hashes (of the whole and of its
-// instances' part), not by a copy: at 1,000 instances a copy is 230 KB
-// that the heap keeps, and the GC lets the heap grow to twice what it
-// keeps. A collision (one in 2^64) only delays a write to the next change.
+// not made again. The record is compared with the last one written by two
+// hashes of its fields (the host's figures, the instances'), so it is
+// encoded only to be written, and neither it nor the last one is kept: at
+// 1,000 instances the record is 230 KB, and each byte kept lets the heap
+// grow by another half byte before a collection (GOGC 50; a whole one at
+// 100). A collision (one in
+// 2^64) only delays a write to the next change.
 type usageReport struct {
 	sampler *usageSampler
 	keys    map[int]string
 	pgids   map[int]bool
 	usage   NodeUsage
-	buf     []byte
 	seed    maphash.Seed
-	// The record last written: its hashes (both 0 when none was, or the
-	// write failed) and when.
-	lastSum, lastTail uint64
-	lastAt            time.Time
+	// The record last written: whether one was (the last write did not
+	// fail), its hashes, and when.
+	written          bool
+	lastHost, lastIn uint64
+	lastAt           time.Time
 }
 
 func newUsageReport(node, hostname string) *usageReport {
@@ -236,21 +239,21 @@ func (sup *supervisor) reportUsage(ctx context.Context, cli *clientv3.Client, k 
 	for {
 		now := time.Now()
 		sup.sampleUsageInto(rep, now)
-		val := rep.encode()
-		if sum, tail, due := rep.due(val, now); due {
+		if host, in := rep.hashes(); rep.due(host, in, now) {
+			val := rep.encode()
 			cctx, cancel := context.WithTimeout(ctx, timeout)
-			// The value is not copied into a string: the buffer is not
-			// written again until the next sample, after Put returned
-			// (gRPC has marshalled the request by then).
+			// The value is not copied into a string: nothing writes
+			// val again (gRPC has marshalled the request once Put
+			// returns).
 			_, err := cli.Put(cctx, k.usage(sup.node), unsafe.String(unsafe.SliceData(val), len(val)), clientv3.WithLease(lease))
 			cancel()
 			if err != nil {
-				rep.lastSum, rep.lastTail = 0, 0
+				rep.written = false
 				if ctx.Err() == nil {
 					sup.deps.log.Debug("usage report failed", "err", err)
 				}
 			} else {
-				rep.lastSum, rep.lastTail, rep.lastAt = sum, tail, now
+				rep.written, rep.lastHost, rep.lastIn, rep.lastAt = true, host, in, now
 			}
 		}
 		select {
@@ -261,36 +264,56 @@ func (sup *supervisor) reportUsage(ctx context.Context, cli *clientv3.Client, k 
 	}
 }
 
-// encode marshals the record into rep.buf and returns it.
+// encode marshals the record.
 func (rep *usageReport) encode() []byte {
-	b := bytes.NewBuffer(rep.buf[:0])
-	json.NewEncoder(b).Encode(rep.usage) // a NodeUsage always encodes
-	rep.buf = b.Bytes()
-	return bytes.TrimSuffix(rep.buf, []byte("\n"))
+	val, _ := json.Marshal(rep.usage) // a NodeUsage always encodes
+	return val
 }
 
-// due says whether val is to be written, with its hashes. A record like
-// the last one (idle instances, a quiet host) is not written again: every
-// write is a revision that each event stream receives. One whose instances
-// are as before, and only the host's figures moved, waits for
-// usageHostEvery.
-func (rep *usageReport) due(val []byte, now time.Time) (sum, tail uint64, due bool) {
-	sum = maphash.Bytes(rep.seed, val)
-	// The host's figures come first in the record and the instances'
-	// from "CPU" on (encoding/json keeps the fields' order and sorts a
-	// map's keys), so the tail is the instances' part.
-	if i := bytes.Index(val, []byte(`,"CPU":`)); i >= 0 {
-		tail = maphash.Bytes(rep.seed, val[i:])
+// hashes returns a hash of the record's host figures and one of its
+// instances (whatever their order), without encoding it.
+func (rep *usageReport) hashes() (host, in uint64) {
+	u := &rep.usage
+	var h maphash.Hash
+	h.SetSeed(rep.seed)
+	var b [32]byte
+	binary.LittleEndian.PutUint64(b[0:], uint64(u.Cores))
+	binary.LittleEndian.PutUint64(b[8:], uint64(u.MemTotal))
+	binary.LittleEndian.PutUint64(b[16:], uint64(u.MemAvailable))
+	binary.LittleEndian.PutUint64(b[24:], math.Float64bits(u.Load1))
+	h.Write(b[:])
+	h.WriteString(u.Node)
+	h.WriteByte(0)
+	h.WriteString(u.Hostname)
+	h.WriteByte(0)
+	h.WriteString(u.Cgroups)
+	host = h.Sum64()
+	// A sum of the instances' hashes: the map's order does not matter.
+	for key, iu := range u.Instances {
+		h.Reset()
+		h.WriteString(key)
+		binary.LittleEndian.PutUint64(b[0:], uint64(iu.PID))
+		binary.LittleEndian.PutUint64(b[8:], math.Float64bits(iu.CPU))
+		binary.LittleEndian.PutUint64(b[16:], uint64(iu.RSS))
+		h.Write(b[:24])
+		in += h.Sum64()
 	}
+	return host, in + uint64(len(u.Instances))
+}
+
+// due says whether the record with these hashes is to be written. A
+// record like the last one (idle instances, a quiet host) is not written
+// again: every write is a revision that each event stream receives. One
+// whose instances are as before, and only the host's figures moved, waits
+// for usageHostEvery.
+func (rep *usageReport) due(host, in uint64, now time.Time) bool {
 	switch {
-	case rep.lastSum == 0:
-		return sum, tail, true
-	case sum == rep.lastSum:
-		return sum, tail, false
-	case tail != rep.lastTail || tail == 0:
-		return sum, tail, true
+	case !rep.written || in != rep.lastIn:
+		return true
+	case host == rep.lastHost:
+		return false
 	}
-	return sum, tail, now.Sub(rep.lastAt) >= usageHostEvery
+	return now.Sub(rep.lastAt) >= usageHostEvery
 }
 
 // sampleUsageInto measures every running instance once into rep.usage.

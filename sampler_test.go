@@ -136,17 +136,15 @@ func TestUsageReportWritesWhatChanged(t *testing.T) {
 	now := time.Now()
 	write := func(want bool, what string) {
 		t.Helper()
-		val := rep.encode()
 		var u NodeUsage
-		if err := json.Unmarshal(val, &u); err != nil || u.Instances["svc/a"] != rep.usage.Instances["svc/a"] {
-			t.Fatalf("%s: the record does not read back: %v %s", what, err, val)
+		if val := rep.encode(); json.Unmarshal(val, &u) != nil || u.Instances["svc/a"] != rep.usage.Instances["svc/a"] {
+			t.Fatalf("%s: the record does not read back: %s", what, val)
 		}
-		sum, tail, due := rep.due(val, now)
-		if due != want {
+		host, in := rep.hashes()
+		if due := rep.due(host, in, now); due != want {
 			t.Fatalf("%s: due %v, want %v", what, due, want)
-		}
-		if due {
-			rep.lastSum, rep.lastTail, rep.lastAt = sum, tail, now
+		} else if due {
+			rep.written, rep.lastHost, rep.lastIn, rep.lastAt = true, host, in, now
 		}
 	}
 	write(true, "the first record")
@@ -161,4 +159,8 @@ func TestUsageReportWritesWhatChanged(t *testing.T) {
 	rep.usage.Load1 = 0.9
 	rep.usage.Instances["svc/b"] = InstanceUsage{PID: 11}
 	write(true, "an instance came")
+	rep.usage.Instances["svc/a"], rep.usage.Instances["svc/b"] = rep.usage.Instances["svc/b"], rep.usage.Instances["svc/a"]
+	write(true, "two instances swapped their figures")
+	delete(rep.usage.Instances, "svc/b")
+	write(true, "an instance went")
 }
