@@ -14,32 +14,8 @@ import (
 
 	"github.com/capy-pl/gdpm/internal/proc"
 	"github.com/capy-pl/gdpm/internal/runner"
+	"github.com/capy-pl/gdpm/internal/testkit"
 )
-
-// waitFor polls cond until it holds, failing the test after timeout. The
-// parts of what, concatenated, say what was awaited; a func() string part is
-// called at failure time, to show the last state seen.
-func waitFor(t testing.TB, timeout time.Duration, cond func() bool, what ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			var msg strings.Builder
-			for _, w := range what {
-				if f, ok := w.(func() string); ok {
-					msg.WriteString(f())
-				} else {
-					fmt.Fprint(&msg, w)
-				}
-			}
-			if msg.Len() == 0 {
-				msg.WriteString("condition")
-			}
-			t.Fatalf("timed out after %v waiting for %s", timeout, msg.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // procAlive reports whether pid is a live process, zombies counting as dead.
 func procAlive(pid int) bool { return proc.Alive(pid) }
@@ -131,7 +107,7 @@ func newTestRunner(t testing.TB, spec Spec, adjust func(*runnerConfig)) *testRun
 func (tr *testRunner) waitState(state InstanceState) InstanceStatus {
 	tr.t.Helper()
 	var st InstanceStatus
-	waitFor(tr.t, 5*time.Second, func() bool {
+	testkit.Poll(tr.t, 5*time.Second, func() bool {
 		st = tr.Status()
 		return st.State == state
 	}, "state ", state, func() string { return fmt.Sprintf(" (statuses so far: %v)", tr.log.states()) })
@@ -161,7 +137,7 @@ func (tr *testRunner) readLog(ext string) string {
 func (tr *testRunner) waitLog(ext, want string) string {
 	tr.t.Helper()
 	var s string
-	waitFor(tr.t, 5*time.Second, func() bool {
+	testkit.Poll(tr.t, 5*time.Second, func() bool {
 		s = tr.readLog(ext)
 		return strings.Contains(s, want)
 	}, fmt.Sprintf("%q in %s log", want, ext))
@@ -236,7 +212,7 @@ func TestRunnerLogFiles(t *testing.T) {
 
 	// Restarts append.
 	tr = newTestRunner(t, Spec{Command: "echo started; echo oops >&2; exit 1"}, nil)
-	waitFor(t, 5*time.Second, func() bool {
+	testkit.Poll(t, 5*time.Second, func() bool {
 		return strings.Count(tr.readLog(".stdout"), "started\n") >= 3 && strings.Count(tr.readLog(".stderr"), "oops\n") >= 3
 	}, "output of 3 runs")
 	tr.stop()

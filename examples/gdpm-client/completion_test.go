@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/capy-pl/gdpm"
-	"github.com/capy-pl/gdpm/internal/gdpmtest"
+	"github.com/capy-pl/gdpm/internal/testkit"
 )
 
 // beMainVar, set to 1, makes the test binary run as gdpm-client itself:
@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(beMainVar) == "1" {
 		main() // exits
 	}
-	os.Exit(gdpmtest.Main(m, nil))
+	os.Exit(testkit.Main(m, nil))
 }
 
 // completions runs "gdpm-client __complete WORD..." against stub and

@@ -7,9 +7,10 @@
 //     a master, slaves; TLS everywhere on request), on loopback ports the
 //     kernel picks, closed when the test ends;
 //   - WaitFor polls with a deadline and reports the last state it saw;
-//   - Alive tells a live process from a dead one or a zombie;
-//   - Main wraps a TestMain with the leak check: no process started by the
-//     tests, and no goroutine, may outlive them.
+//   - Alive tells a live process from a dead one or a zombie.
+//
+// It builds on internal/testkit (the leak-checking TestMain, the test
+// program, Poll), which the packages below gdpm use too.
 //
 // It is internal: nothing outside gdpm's own tests should depend on it.
 package gdpmtest
@@ -19,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capy-pl/gdpm/internal/proc"
+	"github.com/capy-pl/gdpm/internal/testkit"
 )
 
 // WaitFor polls cond every 20 ms until it returns true, failing t once
@@ -41,7 +42,7 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 }
 
 // Alive reports whether pid is a live process; a zombie counts as dead.
-func Alive(pid int) bool { return proc.Alive(pid) }
+func Alive(pid int) bool { return testkit.Alive(pid) }
 
 // WaitDead waits until none of pids is alive.
 func WaitDead(t testing.TB, timeout time.Duration, pids []int) {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/capy-pl/gdpm/internal/testkit"
 )
 
 // A child starts with its three files and nothing else, even when the
@@ -55,7 +57,7 @@ func TestSpawnedChildGetsOnlyItsFiles(t *testing.T) {
 	// Once sleep sleeps (its loader's files closed again), what it holds
 	// beyond 0, 1 and 2 came from its parent.
 	var fds []string
-	waitFor(t, 5*time.Second, func() bool {
+	testkit.Poll(t, 5*time.Second, func() bool {
 		st, ok := readProcStat(pid)
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 		if !ok || st[0] != "S" || strings.TrimSpace(string(comm)) != "sleep" {

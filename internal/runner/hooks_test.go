@@ -12,13 +12,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/capy-pl/gdpm/internal/testkit"
 )
 
 // Config.Err fails every start with it, and is retried like a failed
 // start.
 func TestRunnerConfigErr(t *testing.T) {
 	tr := newTestRunner(t, Config{Command: testProgram + " sleep", Err: errors.New("bad log ids")}, nil)
-	waitFor(t, 5*time.Second, func() bool { return tr.Status().Restarts >= 2 }, "2 retries")
+	testkit.Poll(t, 5*time.Second, func() bool { return tr.Status().Restarts >= 2 }, "2 retries")
 	if st := tr.Status(); st.State != StateFailed || st.Error != "bad log ids" || st.LastError != "bad log ids" {
 		t.Errorf("status %+v, want failed with the config's error", st)
 	}
@@ -43,15 +45,15 @@ func TestRunnerLimitsHook(t *testing.T) {
 	l := &testLimits{mark: filepath.Join(t.TempDir(), "mark")}
 	tr := newTestRunner(t, Config{Command: testProgram + " sleep", Limits: l}, nil)
 	st := tr.waitState(StateRunning)
-	waitFor(t, 5*time.Second, func() bool { _, err := os.Stat(l.mark); return err == nil }, "the wrapper's mark")
+	testkit.Poll(t, 5*time.Second, func() bool { _, err := os.Stat(l.mark); return err == nil }, "the wrapper's mark")
 	// The wrapper execs the program: same pid.
-	waitFor(t, 5*time.Second, func() bool {
+	testkit.Poll(t, 5*time.Second, func() bool {
 		exe, _ := os.Readlink("/proc/" + strconv.Itoa(st.PID) + "/exe")
 		return exe == testProgram
 	}, "pid ", st.PID, " to run the program")
 	l.oom.Store(true)
 	killPID(st.PID)
-	waitFor(t, 5*time.Second, func() bool { return tr.Status().LastError == ErrOOM.Error() }, "LastError oom")
+	testkit.Poll(t, 5*time.Second, func() bool { return tr.Status().LastError == ErrOOM.Error() }, "LastError oom")
 	if l.closed.Load() != 0 {
 		t.Error("Limits closed while the runner runs")
 	}
@@ -71,12 +73,12 @@ func TestRunnerHealthCheck(t *testing.T) {
 			check := &Check{Exec: "test -e $FLAG", Interval: 20 * time.Millisecond, Timeout: time.Second,
 				Failures: 2, Restart: restart}
 			tr := newTestRunner(t, Config{Command: testProgram + " sleep", Env: []string{"FLAG=" + flag}, Check: check}, nil)
-			waitFor(t, 5*time.Second, func() bool { return tr.Status().Health == HealthHealthy }, "healthy")
+			testkit.Poll(t, 5*time.Second, func() bool { return tr.Status().Health == HealthHealthy }, "healthy")
 			first := tr.Status()
 			os.Remove(flag)
 			if restart {
 				// Replaced: stopped, backoff, started again; and it says why.
-				waitFor(t, 5*time.Second, func() bool { return tr.Status().Restarts >= 1 }, "a replacement")
+				testkit.Poll(t, 5*time.Second, func() bool { return tr.Status().Restarts >= 1 }, "a replacement")
 				st := tr.Status()
 				if !strings.HasPrefix(st.LastError, "unhealthy: ") || st.PID == first.PID {
 					t.Errorf("after the replacement: %+v", st)
@@ -85,7 +87,7 @@ func TestRunnerHealthCheck(t *testing.T) {
 					t.Errorf("statuses %v, want a stop before the replacement", tr.log.states())
 				}
 			} else {
-				waitFor(t, 5*time.Second, func() bool { return tr.Status().Health == HealthUnhealthy }, "unhealthy")
+				testkit.Poll(t, 5*time.Second, func() bool { return tr.Status().Health == HealthUnhealthy }, "unhealthy")
 				st := tr.Status()
 				if st.PID != first.PID || st.Restarts != 0 || st.State != StateRunning || !strings.Contains(st.HealthError, "test -e") {
 					t.Errorf("unhealthy status %+v, want the same process still running, with the reason", st)

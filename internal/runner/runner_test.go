@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/capy-pl/gdpm/internal/proc"
+	"github.com/capy-pl/gdpm/internal/testkit"
 )
 
 // statusLog records the statuses a runner reports.
@@ -98,7 +99,7 @@ func newTestRunner(t testing.TB, cfg Config, adjust func(*Config)) *testRunner {
 func (tr *testRunner) waitState(state State) Status {
 	tr.t.Helper()
 	var st Status
-	waitFor(tr.t, 5*time.Second, func() bool {
+	testkit.Poll(tr.t, 5*time.Second, func() bool {
 		st = tr.Status()
 		return st.State == state
 	}, "state ", state, func() string { return fmt.Sprintf(" (statuses so far: %v)", tr.log.states()) })
@@ -128,7 +129,7 @@ func (tr *testRunner) readLog(ext string) string {
 func (tr *testRunner) waitLog(ext, want string) string {
 	tr.t.Helper()
 	var s string
-	waitFor(tr.t, 5*time.Second, func() bool {
+	testkit.Poll(tr.t, 5*time.Second, func() bool {
 		s = tr.readLog(ext)
 		return strings.Contains(s, want)
 	}, fmt.Sprintf("%q in %s log", want, ext))
@@ -234,7 +235,7 @@ func TestRunnerStopKillsProcessGroup(t *testing.T) {
 		tr := newTestRunner(t, Config{Command: testProgram + " fork 3"}, nil)
 		st := tr.waitState(StateRunning)
 		var kids []int
-		waitFor(t, 5*time.Second, func() bool {
+		testkit.Poll(t, 5*time.Second, func() bool {
 			kids = grandchildPIDs(t, tr.readLog(".stdout"))
 			return len(kids) == 3
 		}, "3 grandchildren")
@@ -254,7 +255,7 @@ func TestRunnerStopKillsProcessGroup(t *testing.T) {
 		tr := newTestRunner(t, Config{Command: "sleep 100 & sleep 100"}, nil)
 		st := tr.waitState(StateRunning)
 		var members []int
-		waitFor(t, 5*time.Second, func() bool {
+		testkit.Poll(t, 5*time.Second, func() bool {
 			members = proc.GroupMembers(st.PID)
 			return len(members) >= 3 // sh and two sleeps
 		}, "the shell and both sleeps in the group")
@@ -312,7 +313,7 @@ func TestRunnerKill(t *testing.T) {
 	tr := newTestRunner(t, Config{Command: testProgram + " fork 2", StopTimeout: time.Minute}, nil)
 	st := tr.waitState(StateRunning)
 	var kids []int
-	waitFor(t, 5*time.Second, func() bool {
+	testkit.Poll(t, 5*time.Second, func() bool {
 		kids = grandchildPIDs(t, tr.readLog(".stdout"))
 		return len(kids) == 2
 	}, "2 grandchildren")
@@ -337,7 +338,7 @@ func TestRunnerKill(t *testing.T) {
 func TestRunnerCrashLoopBackoff(t *testing.T) {
 	bo := Backoff{Initial: 20 * time.Millisecond, Max: 160 * time.Millisecond, Reset: time.Minute}
 	tr := newTestRunner(t, Config{Command: testProgram + " exit 3"}, func(c *Config) { c.Backoff = bo })
-	waitFor(t, 10*time.Second, func() bool { return tr.log.count(StateRunning) >= 6 }, "6 starts")
+	testkit.Poll(t, 10*time.Second, func() bool { return tr.log.count(StateRunning) >= 6 }, "6 starts")
 	tr.stop()
 
 	all, at := tr.log.all()
@@ -387,7 +388,7 @@ func TestRunnerCrashLoopNoSpin(t *testing.T) {
 func TestRunnerFirstRestartIsQuick(t *testing.T) {
 	// Default backoff: the first restart must come within 100ms of a crash.
 	tr := newTestRunner(t, Config{Command: testProgram + " exit 3"}, func(c *Config) { c.Backoff = Backoff{} })
-	waitFor(t, 5*time.Second, func() bool { return tr.log.count(StateRunning) >= 2 }, "a restart")
+	testkit.Poll(t, 5*time.Second, func() bool { return tr.log.count(StateRunning) >= 2 }, "a restart")
 	tr.stop()
 	all, at := tr.log.all()
 	for i := range all {
@@ -418,7 +419,7 @@ func TestRunnerRestartPolicy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := newTestRunner(t, Config{Command: fmt.Sprintf("%s exit %d", testProgram, tt.code), Restart: tt.policy}, nil)
 			if tt.restart {
-				waitFor(t, 5*time.Second, func() bool { return tr.log.count(StateRunning) >= 2 }, "a restart")
+				testkit.Poll(t, 5*time.Second, func() bool { return tr.log.count(StateRunning) >= 2 }, "a restart")
 				tr.stop()
 				all, _ := tr.log.all()
 				if st := all[1]; st.State != StateBackoff || st.ExitCode == nil || *st.ExitCode != tt.code {
@@ -488,7 +489,7 @@ func TestRunnerStartFailure(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := newTestRunner(t, tt.cfg, nil)
 			// Retried with backoff, each attempt reported.
-			waitFor(t, 5*time.Second, func() bool { return tr.Status().Restarts >= 2 }, "2 retries", func() string { return fmt.Sprintf(" (statuses so far: %v)", tr.log.states()) })
+			testkit.Poll(t, 5*time.Second, func() bool { return tr.Status().Restarts >= 2 }, "2 retries", func() string { return fmt.Sprintf(" (statuses so far: %v)", tr.log.states()) })
 			st := tr.Status()
 			if st.State != StateFailed || !strings.Contains(st.Error, tt.errSub) || st.PID != 0 {
 				t.Errorf("status %+v, want failed with %q", st, tt.errSub)
@@ -606,7 +607,7 @@ func TestRunnerOutput(t *testing.T) {
 
 	// Restarts append.
 	tr = newTestRunner(t, Config{Command: "echo started; echo oops >&2; exit 1"}, nil)
-	waitFor(t, 5*time.Second, func() bool {
+	testkit.Poll(t, 5*time.Second, func() bool {
 		return strings.Count(tr.readLog(".stdout"), "started\n") >= 3 && strings.Count(tr.readLog(".stderr"), "oops\n") >= 3
 	}, "output of 3 runs")
 	tr.stop()
@@ -630,7 +631,7 @@ func TestRunnerIdleCost(t *testing.T) {
 	// The poller runs while any runner does; start it first.
 	first := newTestRunner(t, Config{Command: testProgram + " sleep"}, nil)
 	first.waitState(StateRunning)
-	waitFor(t, 5*time.Second, func() bool { pool.Lock(); defer pool.Unlock(); return pool.workers == 0 }, "the pool to end")
+	testkit.Poll(t, 5*time.Second, func() bool { pool.Lock(); defer pool.Unlock(); return pool.workers == 0 }, "the pool to end")
 	g0, fd0 := runtime.NumGoroutine(), fds()
 	var trs []*testRunner
 	for range n {
@@ -639,7 +640,7 @@ func TestRunnerIdleCost(t *testing.T) {
 	for _, tr := range trs {
 		tr.waitState(StateRunning)
 	}
-	waitFor(t, 5*time.Second, func() bool { pool.Lock(); defer pool.Unlock(); return pool.workers == 0 }, "the pool to end")
+	testkit.Poll(t, 5*time.Second, func() bool { pool.Lock(); defer pool.Unlock(); return pool.workers == 0 }, "the pool to end")
 	if g := runtime.NumGoroutine() - g0; g > 0 {
 		t.Errorf("%d running processes hold %d goroutines", n, g)
 	}

@@ -1,4 +1,4 @@
-package gdpmtest
+package testkit
 
 import (
 	"bytes"
@@ -30,7 +30,7 @@ func LeakOptions() []goleak.Option {
 // Main runs m, then fails the run if a process the tests started is still
 // alive 5 s later (and kills it), or if a goroutine is left. before, if
 // set, runs first and may fail the run with an error (building a helper
-// program, say). Use it as os.Exit(gdpmtest.Main(m, nil)).
+// program, say). Use it as os.Exit(testkit.Main(m, nil)).
 func Main(m *testing.M, before func() error) int {
 	mark := strconv.Itoa(os.Getpid())
 	os.Setenv(MarkVar, mark)
