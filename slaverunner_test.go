@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,43 +18,11 @@ import (
 // procAlive reports whether pid is a live process, zombies counting as dead.
 func procAlive(pid int) bool { return proc.Alive(pid) }
 
-// statusLog records the statuses a runner reports.
-type statusLog struct {
-	mu   sync.Mutex
-	list []InstanceStatus
-	at   []time.Time
-}
+// statusLog records the statuses a runner reports, keyed by state.
+type statusLog = testkit.Log[InstanceStatus, InstanceState]
 
-func (l *statusLog) add(s InstanceStatus) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.list = append(l.list, s)
-	l.at = append(l.at, time.Now())
-}
-
-func (l *statusLog) all() ([]InstanceStatus, []time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.list), slices.Clone(l.at)
-}
-
-func (l *statusLog) states() []InstanceState {
-	all, _ := l.all()
-	var s []InstanceState
-	for _, st := range all {
-		s = append(s, st.State)
-	}
-	return s
-}
-
-func (l *statusLog) count(state InstanceState) int {
-	n := 0
-	for _, s := range l.states() {
-		if s == state {
-			n++
-		}
-	}
-	return n
+func newStatusLog() *statusLog {
+	return testkit.NewLog(func(s InstanceStatus) InstanceState { return s.State })
 }
 
 // The slave's adapter to internal/runner (slaverunner.go): what it makes
@@ -78,7 +44,7 @@ var fastBackoff = runner.Backoff{Initial: 10 * time.Millisecond, Max: 80 * time.
 // runner is stopped on cleanup.
 func newTestRunner(t testing.TB, spec Spec, adjust func(*runnerConfig)) *testRunner {
 	t.Helper()
-	tr := &testRunner{t: t, log: &statusLog{}, logDir: t.TempDir()}
+	tr := &testRunner{t: t, log: newStatusLog(), logDir: t.TempDir()}
 	cfg := runnerConfig{
 		Assignment: Assignment{Service: "svc", Instance: "inst", Spec: spec},
 		Node:       "node-1",
@@ -86,7 +52,7 @@ func newTestRunner(t testing.TB, spec Spec, adjust func(*runnerConfig)) *testRun
 		// As the slave passes them: SlaveConfig's, defaults applied.
 		LogMaxSize:  DefaultLogMaxSize,
 		LogMaxFiles: DefaultLogMaxFiles,
-		OnStatus:    tr.log.add,
+		OnStatus:    tr.log.Add,
 		Backoff:     fastBackoff,
 	}
 	if adjust != nil {
@@ -110,7 +76,7 @@ func (tr *testRunner) waitState(state InstanceState) InstanceStatus {
 	testkit.Poll(tr.t, 5*time.Second, func() bool {
 		st = tr.Status()
 		return st.State == state
-	}, "state ", state, func() string { return fmt.Sprintf(" (statuses so far: %v)", tr.log.states()) })
+	}, "state ", state, func() string { return fmt.Sprintf(" (statuses so far: %v)", tr.log.Keys()) })
 	return st
 }
 
@@ -161,7 +127,8 @@ func TestRunnerStatusAdapter(t *testing.T) {
 	if final := tr.Status(); final.State != StateExited || final.ExitCode == nil || *final.ExitCode != 128+int(syscall.SIGKILL) {
 		t.Errorf("final status %+v, want exited with 137 after the stop timeout", final)
 	}
-	for _, st := range tr.log.list {
+	all, _ := tr.log.All()
+	for _, st := range all {
 		if st.Service != "svc" || st.Node != "node-1" {
 			t.Errorf("reported status without ids: %+v", st)
 		}

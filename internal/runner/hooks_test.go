@@ -83,8 +83,8 @@ func TestRunnerHealthCheck(t *testing.T) {
 				if !strings.HasPrefix(st.LastError, "unhealthy: ") || st.PID == first.PID {
 					t.Errorf("after the replacement: %+v", st)
 				}
-				if tr.log.count(StateStopping) < 1 {
-					t.Errorf("statuses %v, want a stop before the replacement", tr.log.states())
+				if tr.log.Count(StateStopping) < 1 {
+					t.Errorf("statuses %v, want a stop before the replacement", tr.log.Keys())
 				}
 			} else {
 				testkit.Poll(t, 5*time.Second, func() bool { return tr.Status().Health == HealthUnhealthy }, "unhealthy")

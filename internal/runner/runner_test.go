@@ -19,44 +19,10 @@ import (
 	"github.com/capy-pl/gdpm/internal/testkit"
 )
 
-// statusLog records the statuses a runner reports.
-type statusLog struct {
-	mu   sync.Mutex
-	list []Status
-	at   []time.Time
-}
+// statusLog records the statuses a runner reports, keyed by state.
+type statusLog = testkit.Log[Status, State]
 
-func (l *statusLog) add(s Status) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.list = append(l.list, s)
-	l.at = append(l.at, time.Now())
-}
-
-func (l *statusLog) all() ([]Status, []time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.list), slices.Clone(l.at)
-}
-
-func (l *statusLog) states() []State {
-	all, _ := l.all()
-	var s []State
-	for _, st := range all {
-		s = append(s, st.State)
-	}
-	return s
-}
-
-func (l *statusLog) count(state State) int {
-	n := 0
-	for _, s := range l.states() {
-		if s == state {
-			n++
-		}
-	}
-	return n
-}
+func newStatusLog() *statusLog { return testkit.NewLog(func(s Status) State { return s.State }) }
 
 // testRunner is a runner under test with what it reported.
 type testRunner struct {
@@ -74,9 +40,9 @@ var fastBackoff = Backoff{Initial: 10 * time.Millisecond, Max: 80 * time.Millise
 // cleanup.
 func newTestRunner(t testing.TB, cfg Config, adjust func(*Config)) *testRunner {
 	t.Helper()
-	tr := &testRunner{t: t, log: &statusLog{}, out: newFileOutput(t)}
+	tr := &testRunner{t: t, log: newStatusLog(), out: newFileOutput(t)}
 	cfg.Output = tr.out
-	cfg.OnStatus = tr.log.add
+	cfg.OnStatus = tr.log.Add
 	cfg.Backoff = fastBackoff
 	if adjust != nil {
 		adjust(&cfg)
@@ -102,7 +68,7 @@ func (tr *testRunner) waitState(state State) Status {
 	testkit.Poll(tr.t, 5*time.Second, func() bool {
 		st = tr.Status()
 		return st.State == state
-	}, "state ", state, func() string { return fmt.Sprintf(" (statuses so far: %v)", tr.log.states()) })
+	}, "state ", state, func() string { return fmt.Sprintf(" (statuses so far: %v)", tr.log.Keys()) })
 	return st
 }
 
@@ -197,7 +163,7 @@ func TestRunnerStartStatusAndStop(t *testing.T) {
 	if procAlive(st.PID) {
 		t.Errorf("pid %d alive after Stop", st.PID)
 	}
-	if got, want := tr.log.states(), []State{StateRunning, StateStopping, StateExited}; !slices.Equal(got, want) {
+	if got, want := tr.log.Keys(), []State{StateRunning, StateStopping, StateExited}; !slices.Equal(got, want) {
 		t.Errorf("statuses %v, want %v", got, want)
 	}
 	final := tr.Status()
@@ -205,12 +171,12 @@ func TestRunnerStartStatusAndStop(t *testing.T) {
 		t.Errorf("final status %+v, want exit code %d", final, 128+int(syscall.SIGTERM))
 	}
 	// Stop is idempotent and reports nothing more.
-	n := len(tr.log.states())
+	n := len(tr.log.Keys())
 	if err := tr.Stop(context.Background()); err != nil {
 		t.Errorf("second Stop: %v", err)
 	}
-	if len(tr.log.states()) != n {
-		t.Errorf("status reported after Stop: %v", tr.log.states())
+	if len(tr.log.Keys()) != n {
+		t.Errorf("status reported after Stop: %v", tr.log.Keys())
 	}
 }
 
@@ -317,7 +283,7 @@ func TestRunnerKill(t *testing.T) {
 		kids = grandchildPIDs(t, tr.readLog(".stdout"))
 		return len(kids) == 2
 	}, "2 grandchildren")
-	n := len(tr.log.states())
+	n := len(tr.log.Keys())
 	begin := time.Now()
 	tr.Kill()
 	if took := time.Since(begin); took > 3*time.Second {
@@ -329,7 +295,7 @@ func TestRunnerKill(t *testing.T) {
 			t.Errorf("pid %d alive after Kill", pid)
 		}
 	}
-	if got := tr.log.states(); len(got) != n {
+	if got := tr.log.Keys(); len(got) != n {
 		t.Errorf("statuses reported after Kill: %v", got[n:])
 	}
 	tr.Kill() // idempotent
@@ -338,10 +304,10 @@ func TestRunnerKill(t *testing.T) {
 func TestRunnerCrashLoopBackoff(t *testing.T) {
 	bo := Backoff{Initial: 20 * time.Millisecond, Max: 160 * time.Millisecond, Reset: time.Minute}
 	tr := newTestRunner(t, Config{Command: testProgram + " exit 3"}, func(c *Config) { c.Backoff = bo })
-	testkit.Poll(t, 10*time.Second, func() bool { return tr.log.count(StateRunning) >= 6 }, "6 starts")
+	testkit.Poll(t, 10*time.Second, func() bool { return tr.log.Count(StateRunning) >= 6 }, "6 starts")
 	tr.stop()
 
-	all, at := tr.log.all()
+	all, at := tr.log.All()
 	// Every exit is reported with its code, then the restart after at least
 	// the current delay.
 	want := bo.Initial
@@ -372,9 +338,9 @@ func TestRunnerCrashLoopNoSpin(t *testing.T) {
 	tr := newTestRunner(t, Config{Command: testProgram + " exit 1"}, func(c *Config) { c.Backoff = bo })
 	tr.waitState(StateBackoff)
 	const window = 500 * time.Millisecond
-	before := tr.log.count(StateRunning)
+	before := tr.log.Count(StateRunning)
 	time.Sleep(window) // measuring a rate over a fixed window
-	starts := tr.log.count(StateRunning) - before
+	starts := tr.log.Count(StateRunning) - before
 	tr.stop()
 	// At most one start per Max once the delay is capped, plus the ramp-up.
 	if limit := int(window/bo.Max) + 4; starts > limit {
@@ -388,9 +354,9 @@ func TestRunnerCrashLoopNoSpin(t *testing.T) {
 func TestRunnerFirstRestartIsQuick(t *testing.T) {
 	// Default backoff: the first restart must come within 100ms of a crash.
 	tr := newTestRunner(t, Config{Command: testProgram + " exit 3"}, func(c *Config) { c.Backoff = Backoff{} })
-	testkit.Poll(t, 5*time.Second, func() bool { return tr.log.count(StateRunning) >= 2 }, "a restart")
+	testkit.Poll(t, 5*time.Second, func() bool { return tr.log.Count(StateRunning) >= 2 }, "a restart")
 	tr.stop()
-	all, at := tr.log.all()
+	all, at := tr.log.All()
 	for i := range all {
 		if all[i].State == StateBackoff {
 			if gap := at[i+1].Sub(at[i]); gap > 100*time.Millisecond {
@@ -419,9 +385,9 @@ func TestRunnerRestartPolicy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := newTestRunner(t, Config{Command: fmt.Sprintf("%s exit %d", testProgram, tt.code), Restart: tt.policy}, nil)
 			if tt.restart {
-				testkit.Poll(t, 5*time.Second, func() bool { return tr.log.count(StateRunning) >= 2 }, "a restart")
+				testkit.Poll(t, 5*time.Second, func() bool { return tr.log.Count(StateRunning) >= 2 }, "a restart")
 				tr.stop()
-				all, _ := tr.log.all()
+				all, _ := tr.log.All()
 				if st := all[1]; st.State != StateBackoff || st.ExitCode == nil || *st.ExitCode != tt.code {
 					t.Errorf("second status %+v, want backoff with exit code %d", st, tt.code)
 				}
@@ -437,7 +403,7 @@ func TestRunnerRestartPolicy(t *testing.T) {
 			// No restart may follow: give a few backoff delays' worth of time.
 			time.Sleep(10 * fastBackoff.Initial)
 			tr.stop()
-			if got, want := tr.log.states(), []State{StateRunning, StateExited}; !slices.Equal(got, want) {
+			if got, want := tr.log.Keys(), []State{StateRunning, StateExited}; !slices.Equal(got, want) {
 				t.Errorf("statuses %v, want %v", got, want)
 			}
 		})
@@ -489,7 +455,7 @@ func TestRunnerStartFailure(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := newTestRunner(t, tt.cfg, nil)
 			// Retried with backoff, each attempt reported.
-			testkit.Poll(t, 5*time.Second, func() bool { return tr.Status().Restarts >= 2 }, "2 retries", func() string { return fmt.Sprintf(" (statuses so far: %v)", tr.log.states()) })
+			testkit.Poll(t, 5*time.Second, func() bool { return tr.Status().Restarts >= 2 }, "2 retries", func() string { return fmt.Sprintf(" (statuses so far: %v)", tr.log.Keys()) })
 			st := tr.Status()
 			if st.State != StateFailed || !strings.Contains(st.Error, tt.errSub) || st.PID != 0 {
 				t.Errorf("status %+v, want failed with %q", st, tt.errSub)
@@ -505,7 +471,7 @@ func TestRunnerStartFailure(t *testing.T) {
 		}
 		time.Sleep(10 * fastBackoff.Initial) // no retry may follow
 		tr.stop()
-		if got := tr.log.states(); !slices.Equal(got, []State{StateFailed}) {
+		if got := tr.log.Keys(); !slices.Equal(got, []State{StateFailed}) {
 			t.Errorf("statuses %v, want one failed", got)
 		}
 	})
@@ -536,8 +502,8 @@ func TestRunnerStopDuringBackoff(t *testing.T) {
 		t.Errorf("Stop during backoff took %v", took)
 	}
 	st := tr.Status()
-	if st.State != StateExited || st.ExitCode == nil || *st.ExitCode != 3 || tr.log.count(StateRunning) != 1 {
-		t.Errorf("final status %+v, statuses %v", st, tr.log.states())
+	if st.State != StateExited || st.ExitCode == nil || *st.ExitCode != 3 || tr.log.Count(StateRunning) != 1 {
+		t.Errorf("final status %+v, statuses %v", st, tr.log.Keys())
 	}
 }
 
@@ -555,7 +521,7 @@ func TestRunnerStopAtOnce(t *testing.T) {
 			}
 		default:
 		}
-		if s := tr.log.states(); len(s) > 0 && s[len(s)-1] != StateExited {
+		if s := tr.log.Keys(); len(s) > 0 && s[len(s)-1] != StateExited {
 			t.Errorf("statuses %v, want none or ending in exited", s)
 		}
 	}
