@@ -36,11 +36,7 @@ func (b *syncBuffer) String() string {
 // TestPumpsAndWatchExit runs a child the way the runner does: its output
 // drained by the poller into writers, its exit seen without reaping it.
 func TestPumpsAndWatchExit(t *testing.T) {
-	p, err := AcquirePoller()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ReleasePoller()
+	p := testPoller(t)
 	var out, errOut syncBuffer
 	pp, ow, ew, err := OpenPumps(p, &out, &errOut)
 	if err != nil {

@@ -15,17 +15,8 @@ import (
 // of their own, one pidfd each, their exit seen by the poller and reaped
 // with the code or the signal.
 func TestSpawnWatchReap(t *testing.T) {
-	p, err := AcquirePoller()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ReleasePoller()
-	null, err := syscall.Open(os.DevNull, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(null)
-	files := [3]uintptr{uintptr(null), uintptr(null), uintptr(null)}
+	p := testPoller(t)
+	files := nullFiles(t)
 	for _, tc := range []struct {
 		argv []string
 		kill bool

@@ -24,22 +24,15 @@ import (
 func TestSpawnedChildGetsOnlyItsFiles(t *testing.T) {
 	defer func(v int) { spawnThreadAbove = v }(spawnThreadAbove)
 	spawnThreadAbove = 0 // through the thread whatever the table holds
-	if _, err := AcquirePoller(); err != nil {
-		t.Fatal(err)
-	}
-	defer ReleasePoller()
+	testPoller(t)
 	var leak [2]int
 	if err := syscall.Pipe(leak[:]); err != nil { // not close-on-exec
 		t.Fatal(err)
 	}
 	defer syscall.Close(leak[0])
 	defer syscall.Close(leak[1])
-	null, err := syscall.Open(os.DevNull, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(null)
-	pid, pidfd, err := Spawn("/bin/sleep", []string{"sleep", "100"}, nil, "", [3]uintptr{uintptr(null), uintptr(null), uintptr(null)})
+	files := nullFiles(t)
+	pid, pidfd, err := Spawn("/bin/sleep", []string{"sleep", "100"}, nil, "", files)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,17 +82,8 @@ func TestSpawnedChildGetsOnlyItsFiles(t *testing.T) {
 func TestSpawnConcurrently(t *testing.T) {
 	defer func(v int) { spawnThreadAbove = v }(spawnThreadAbove)
 	spawnThreadAbove = 0
-	p, err := AcquirePoller()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ReleasePoller()
-	null, err := syscall.Open(os.DevNull, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(null)
-	files := [3]uintptr{uintptr(null), uintptr(null), uintptr(null)}
+	p := testPoller(t)
+	files := nullFiles(t)
 	var wg sync.WaitGroup
 	for i := range 40 {
 		wg.Go(func() {
@@ -140,10 +124,7 @@ func BenchmarkSpawnHolding(b *testing.B) {
 			if !tc.thread {
 				spawnThreadAbove = 1 << 30
 			}
-			if _, err := AcquirePoller(); err != nil {
-				b.Fatal(err)
-			}
-			defer ReleasePoller()
+			testPoller(b)
 			for i := 0; i < held; i += 2 {
 				var p [2]int
 				if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
@@ -152,9 +133,7 @@ func BenchmarkSpawnHolding(b *testing.B) {
 				defer syscall.Close(p[0])
 				defer syscall.Close(p[1])
 			}
-			null, _ := syscall.Open(os.DevNull, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
-			defer syscall.Close(null)
-			files := [3]uintptr{uintptr(null), uintptr(null), uintptr(null)}
+			files := nullFiles(b)
 			b.ResetTimer()
 			// As the supervisor does: several starts under way at once.
 			b.SetParallelism(8)
