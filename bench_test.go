@@ -14,9 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capy-pl/gdpm"
 	"github.com/google/uuid"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/capy-pl/gdpm"
+	"github.com/capy-pl/gdpm/internal/testkit"
 )
 
 // BenchmarkSchedulerPlacements measures the control plane alone: nodes are
@@ -260,13 +262,7 @@ func BenchmarkFailover(b *testing.B) {
 // with -discard-output; GDPM_FOOTPRINT_IDLE (a duration, "60s")
 // also reports the slave's CPU over that long once all run, idle.
 func BenchmarkFootprint(b *testing.B) {
-	n := 1000
-	if testing.Short() {
-		n = 50
-	}
-	if v, err := strconv.Atoi(os.Getenv("GDPM_FOOTPRINT_INSTANCES")); err == nil && v > 0 {
-		n = v
-	}
+	n := testkit.FootprintInstances(1000, 50)
 	idle, _ := time.ParseDuration(os.Getenv("GDPM_FOOTPRINT_IDLE"))
 	slaveArgs := []string{"-log-level", "warn"}
 	if os.Getenv("GDPM_FOOTPRINT_DISCARD") != "" {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/capy-pl/gdpm/internal/testkit"
 )
 
 // BenchmarkRunnerFootprint measures what n supervised `sleep 1000`
@@ -18,18 +20,9 @@ import (
 // (default 1000, 100 with -short); GDPM_HEAP_PROFILE, a file to write the
 // heap profile to while they run.
 func BenchmarkRunnerFootprint(b *testing.B) {
-	n := 1000
-	if testing.Short() {
-		n = 100
-	}
-	if v, err := strconv.Atoi(os.Getenv("GDPM_FOOTPRINT_INSTANCES")); err == nil && v > 0 {
-		n = v
-	}
+	n := testkit.FootprintInstances(1000, 100)
 	logDir := b.TempDir()
-	profile := os.Getenv("GDPM_HEAP_PROFILE")
-	if profile != "" {
-		runtime.MemProfileRate = 1 // every allocation, not a sample
-	}
+	writeProfile := heapProfile()
 	for range b.N {
 		heap0, stack0, g0, fd0 := footprint()
 		var mu sync.Mutex
@@ -74,12 +67,7 @@ func BenchmarkRunnerFootprint(b *testing.B) {
 		b.ReportMetric(float64(stack1-stack0)/float64(n), "stack-B/instance")
 		b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/instance")
 		b.ReportMetric(float64(fd1-fd0)/float64(n), "fds/instance")
-		if profile != "" {
-			if f, err := os.Create(profile); err == nil {
-				pprof.Lookup("heap").WriteTo(f, 0)
-				f.Close()
-			}
-		}
+		writeProfile()
 		b.StopTimer()
 		var wg sync.WaitGroup
 		for _, r := range runners {
@@ -92,6 +80,23 @@ func BenchmarkRunnerFootprint(b *testing.B) {
 
 // footprint is the live heap after a collection, the goroutine stacks, the
 // goroutines and the open file descriptors of this process.
+// heapProfile, with GDPM_HEAP_PROFILE naming a file, records every
+// allocation (not a sample) and returns what writes the heap profile
+// there; without it, a no-op.
+func heapProfile() (write func()) {
+	path := os.Getenv("GDPM_HEAP_PROFILE")
+	if path == "" {
+		return func() {}
+	}
+	runtime.MemProfileRate = 1
+	return func() {
+		if f, err := os.Create(path); err == nil {
+			pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+		}
+	}
+}
+
 func footprint() (heap, stacks int64, goroutines, fds int) {
 	runtime.GC()
 	var ms runtime.MemStats

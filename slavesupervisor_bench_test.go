@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
 	"runtime"
-	"runtime/pprof"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/capy-pl/gdpm/internal/proc"
+	"github.com/capy-pl/gdpm/internal/testkit"
 )
 
 // BenchmarkSupervisorFootprint measures what a slave keeps for n `sleep
@@ -25,17 +23,8 @@ import (
 // sets n (default 1000, 100 with -short); GDPM_HEAP_PROFILE, a file for
 // the heap profile while they run.
 func BenchmarkSupervisorFootprint(b *testing.B) {
-	n := 1000
-	if testing.Short() {
-		n = 100
-	}
-	if v, err := strconv.Atoi(os.Getenv("GDPM_FOOTPRINT_INSTANCES")); err == nil && v > 0 {
-		n = v
-	}
-	profile := os.Getenv("GDPM_HEAP_PROFILE")
-	if profile != "" {
-		runtime.MemProfileRate = 1
-	}
+	n := testkit.FootprintInstances(1000, 100)
+	writeProfile := heapProfile()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e, err := StartEmbeddedEtcd(ctx, EmbeddedEtcdConfig{Dir: b.TempDir(), UnsafeNoFsync: true})
@@ -101,12 +90,7 @@ func BenchmarkSupervisorFootprint(b *testing.B) {
 		heap1, _, _, _ := footprint()
 		b.ReportMetric(float64(heap1-heap0)/float64(n), "heap-B/instance")
 		b.ReportMetric(float64(usage)/float64(n), "usage-B/instance")
-		if profile != "" {
-			if f, err := os.Create(profile); err == nil {
-				pprof.Lookup("heap").WriteTo(f, 0)
-				f.Close()
-			}
-		}
+		writeProfile()
 
 		// A watch batch of one change: an instance's assignment written
 		// again as it is.
