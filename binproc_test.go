@@ -1,20 +1,20 @@
 package gdpm_test
 
 import (
-	"bytes"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/capy-pl/gdpm/internal/testkit"
 )
 
 // binProc is a gdpm binary a test runs as a real process, so that it can
 // be SIGKILLed.
 type binProc struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer // stdout and stderr
+	out  *testkit.SyncBuffer // stdout and stderr
 	done chan struct{}
 	err  error // Wait's result, once done is closed
 }
@@ -24,7 +24,7 @@ type binProc struct {
 // output if the test failed.
 func startBinProc(tb testing.TB, bin string, args ...string) *binProc {
 	tb.Helper()
-	p := &binProc{out: &syncBuffer{}, done: make(chan struct{})}
+	p := &binProc{out: &testkit.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.WaitDelay = 5 * time.Second
@@ -67,23 +67,4 @@ func (p *binProc) stop() {
 func (p *binProc) kill9() {
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's writes and the test's
-// reads at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/capy-pl/gdpm"
+	"github.com/capy-pl/gdpm/internal/testkit"
 )
 
 // openFDs counts this process's open descriptors.
@@ -31,7 +32,7 @@ func openFDs(t testing.TB) int {
 // free again, a new slave registers through the same port (issue 10, 1:
 // the accept loop used to return on the first error, for good).
 func TestAcceptSurvivesFDExhaustion(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	c := newCluster(t, clusterOpts{slaves: 0, master: func(c *gdpm.MasterConfig) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}})

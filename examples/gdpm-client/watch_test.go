@@ -14,28 +14,11 @@ import (
 	"time"
 
 	"github.com/capy-pl/gdpm"
+	"github.com/capy-pl/gdpm/internal/testkit"
 )
 
-// syncBuffer is a bytes.Buffer one goroutine writes while another reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitOutput polls out until cond holds, failing after 20 s.
-func waitOutput(t *testing.T, what string, out *syncBuffer, cond func(string) bool) {
+func waitOutput(t *testing.T, what string, out *testkit.SyncBuffer, cond func(string) bool) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); !cond(out.String()); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -64,7 +47,7 @@ func TestWatchRedrawsOnScale(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	var errb bytes.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"get", "service", id, "-w"}, &out, &errb, env) }()
@@ -130,7 +113,7 @@ func TestWatchResumesTheStream(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	var errb bytes.Buffer
 	done := make(chan int, 1)
 	go func() {

@@ -8,36 +8,18 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/capy-pl/gdpm/internal/testkit"
 )
-
-// syncBuffer is a bytes.Buffer safe for the poller's goroutine and the
-// test's.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // TestPumpsAndWatchExit runs a child the way the runner does: its output
 // drained by the poller into writers, its exit seen without reaping it.
 func TestPumpsAndWatchExit(t *testing.T) {
 	p := testPoller(t)
-	var out, errOut syncBuffer
+	var out, errOut testkit.SyncBuffer
 	pp, ow, ew, err := OpenPumps(p, &out, &errOut)
 	if err != nil {
 		t.Fatal(err)
