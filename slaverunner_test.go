@@ -1,7 +1,6 @@
 package gdpm
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -59,13 +58,7 @@ func newTestRunner(t testing.TB, spec Spec, adjust func(*runnerConfig)) *testRun
 		adjust(&cfg)
 	}
 	tr.instanceRunner = startRunner(cfg)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := tr.Stop(ctx); err != nil {
-			t.Errorf("cleanup stop: %v", err)
-		}
-	})
+	testkit.StopAtCleanup(t, tr.instanceRunner)
 	return tr
 }
 
@@ -82,16 +75,7 @@ func (tr *testRunner) waitState(state InstanceState) InstanceStatus {
 
 func (tr *testRunner) stop() {
 	tr.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := tr.Stop(ctx); err != nil {
-		tr.t.Fatalf("stop: %v", err)
-	}
-	select {
-	case <-tr.Done():
-	default:
-		tr.t.Fatal("Done not closed after Stop returned")
-	}
+	testkit.Stop(tr.t, tr.instanceRunner)
 }
 
 func (tr *testRunner) readLog(ext string) string {

@@ -51,13 +51,7 @@ func newTestRunner(t testing.TB, cfg Config, adjust func(*Config)) *testRunner {
 		tr.out = nil
 	}
 	tr.Runner = Start(cfg)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := tr.Stop(ctx); err != nil {
-			t.Errorf("cleanup stop: %v", err)
-		}
-	})
+	testkit.StopAtCleanup(t, tr.Runner)
 	return tr
 }
 
@@ -74,16 +68,7 @@ func (tr *testRunner) waitState(state State) Status {
 
 func (tr *testRunner) stop() {
 	tr.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := tr.Stop(ctx); err != nil {
-		tr.t.Fatalf("stop: %v", err)
-	}
-	select {
-	case <-tr.Done():
-	default:
-		tr.t.Fatal("Done not closed after Stop returned")
-	}
+	testkit.Stop(tr.t, tr.Runner)
 }
 
 func (tr *testRunner) readLog(ext string) string {
