@@ -79,7 +79,8 @@ func (sup *supervisor) sync(desired map[string]Assignment) {
 
 // apply changes the desired assignments by a watch batch (an entry whose
 // Service is "" deletes its key) and starts and stops runners to match.
-// It keeps none of changes.
+// It keeps none of changes, and looks at the changed keys only: a batch
+// costs its changes, not the instances.
 func (sup *supervisor) apply(changes map[string]Assignment) {
 	sup.mu.Lock()
 	defer sup.mu.Unlock()
@@ -92,8 +93,9 @@ func (sup *supervisor) apply(changes map[string]Assignment) {
 		} else {
 			sup.desired[key] = a
 		}
+		sup.reconcileLocked(key)
 	}
-	sup.syncLocked()
+	sup.startQueued()
 }
 
 // specsInUse returns the spec references the desired assignments name,
@@ -110,29 +112,42 @@ func (sup *supervisor) specsInUse() map[specRef]bool {
 	return used
 }
 
+// syncLocked brings every instance in line with desired.
 func (sup *supervisor) syncLocked() {
-	for key, r := range sup.running {
-		if _, ok := sup.desired[key]; !ok {
+	for key := range sup.running {
+		sup.reconcileLocked(key)
+	}
+	for key := range sup.desired {
+		sup.reconcileLocked(key)
+	}
+	sup.startQueued()
+}
+
+// reconcileLocked brings one instance in line with desired: it stops the
+// runner of an instance no longer desired, and queues the start of a
+// desired one that has none. startQueued then starts what was queued.
+func (sup *supervisor) reconcileLocked(key string) {
+	a, want := sup.desired[key]
+	if r, ok := sup.running[key]; ok {
+		if !want {
 			delete(sup.running, key)
 			sup.stopping[key] = r
 			sup.wg.Add(1)
 			go sup.stop(key, r)
 		}
+		return
 	}
-	for key, a := range sup.desired {
-		if _, ok := sup.running[key]; ok {
-			continue
-		}
-		if _, ok := sup.stopping[key]; ok {
-			continue // started again once its old runner is gone
-		}
-		if !a.resolved || sup.queued[key] {
-			continue // its spec is unknown (the service is gone), or it waits
-		}
-		sup.queue = append(sup.queue, key)
-		sup.queued[key] = true
+	if !want {
+		return
 	}
-	sup.startQueued()
+	if _, ok := sup.stopping[key]; ok {
+		return // started again once its old runner is gone
+	}
+	if !a.resolved || sup.queued[key] {
+		return // its spec is unknown (the service is gone), or it waits
+	}
+	sup.queue = append(sup.queue, key)
+	sup.queued[key] = true
 }
 
 // maxStarting bounds the instances whose first start is under way. Starts
@@ -166,6 +181,7 @@ func (sup *supervisor) startQueued() {
 		ports, err := sup.deps.ports.reserve(a.Spec.Ports)
 		if err != nil {
 			sup.fds.started(key)
+			sup.deferred[key] = true // tried again with the deferred ones
 			sup.deps.log.Warn("instance cannot start: no free port", "service", a.Service, "instance", a.Instance, "err", err)
 			continue
 		}
@@ -279,7 +295,10 @@ func (sup *supervisor) stop(key string, r *instanceRunner) {
 	sup.mu.Lock()
 	delete(sup.stopping, key)
 	if sup.desired != nil {
-		sup.syncLocked()
+		// Only this instance can have waited for its old runner: a
+		// scale-down of n instances costs n, not n times the instances.
+		sup.reconcileLocked(key)
+		sup.startQueued()
 	}
 	sup.mu.Unlock()
 }
