@@ -67,11 +67,20 @@ func TestCPULimitThrottles(t *testing.T) {
 	c := newCluster(t, clusterOpts{slaves: 1, slave: func(cfg *gdpm.SlaveConfig) { cfg.UsageInterval = 500 * time.Millisecond }})
 	id := c.createReq(gdpm.CreateRequest{Command: gdpm.ProgramForTests() + " spin", Supervision: gdpm.Supervision{CPULimit: 0.2}})
 	c.waitRunning(id, 1)
+	// One reading per usage interval once the loop shows up. The slave
+	// rewrites the usage record only when a figure changes, and a loop held
+	// at its quota reads 20.0 again and again: readings repeat, so they are
+	// taken by time, not by change.
 	var seen []float64
-	waitFor(t, 20*time.Second, "five samples of the throttled loop", func() (bool, string) {
+	var last time.Time
+	waitFor(t, 20*time.Second, "five readings of the throttled loop", func() (bool, string) {
+		if time.Since(last) < 500*time.Millisecond {
+			return false, fmt.Sprint(seen)
+		}
 		d, _ := c.client.Service(ctxT(t), id)
-		if len(d.Instances) == 1 && d.Instances[0].CPU > 0 && (len(seen) == 0 || seen[len(seen)-1] != d.Instances[0].CPU) {
+		if len(d.Instances) == 1 && d.Instances[0].CPU > 0 {
 			seen = append(seen, d.Instances[0].CPU)
+			last = time.Now()
 		}
 		return len(seen) >= 5, fmt.Sprint(seen)
 	})
