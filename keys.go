@@ -1,6 +1,7 @@
 package gdpm
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -15,7 +16,8 @@ import (
 //	<p>sched/failed/<svc>            schedFailure: why svc cannot be placed
 //	<p>names/<name>                  the id of the service called name
 //	<p>rollout/<svc>                 rolloutHalt: why svc's rollout stopped
-//	<p>usage/<node>                  NodeUsage, bound to the slave's lease
+//	<p>usage/<node>                  NodeUsage: host figures and totals, bound to the slave's lease
+//	<p>usage/<node>/<svc>/<n>        []usageEntry: shard n of the node's instances of svc, on the lease
 //	<p>election/                     leader election of the masters
 //	<p>idempotency/<sha256 of key>   idemRecord of a create, on a 24h+ lease
 //
@@ -57,6 +59,9 @@ func (k keyspace) names() string                   { return k.p + "names/" }
 func (k keyspace) name(name string) string         { return k.p + "names/" + name }
 func (k keyspace) haltAll() string                 { return k.p + "rollout/" }
 func (k keyspace) halt(svc string) string          { return k.p + "rollout/" + svc }
+func (k keyspace) usageShard(node, svc string, n int) string {
+	return k.p + "usage/" + node + "/" + svc + "/" + strconv.Itoa(n)
+}
 
 // splitAssign parses an assignment key into node, service and instance ids.
 func (k keyspace) splitAssign(key string) (node, svc, inst string, ok bool) {
@@ -74,4 +79,19 @@ func splitPair(key, prefix string) (a, b string, ok bool) {
 	}
 	a, b, ok = strings.Cut(key[len(prefix):], "/")
 	return a, b, ok && a != "" && b != "" && !strings.Contains(b, "/")
+}
+
+// splitUsage parses a usage key: a node's record (usage/<node>) or one of
+// its shards (usage/<node>/<svc>/<n>, shard true).
+func (k keyspace) splitUsage(key string) (node, svc string, shard, ok bool) {
+	rest, found := strings.CutPrefix(key, k.usageAll())
+	if !found {
+		return "", "", false, false
+	}
+	node, tail, shard := strings.Cut(rest, "/")
+	if !shard {
+		return node, "", false, node != ""
+	}
+	svc, n, _ := strings.Cut(tail, "/")
+	return node, svc, true, node != "" && svc != "" && n != ""
 }

@@ -142,7 +142,7 @@ func (m *Master) readInstances(ctx context.Context, rev int64, svc string) (inst
 	if err != nil {
 		return t, storeErr("gdpm: read status", err)
 	}
-	usage, err := m.readUsage(ctx, rev)
+	usage, err := readUsage(ctx, m.cli, m.k, rev, svc)
 	if err != nil {
 		return t, err
 	}

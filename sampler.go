@@ -2,19 +2,12 @@ package gdpm
 
 import (
 	"bytes"
-	"context"
-	"encoding/binary"
-	"encoding/json"
-	"hash/maphash"
 	"math"
 	"os"
 	"runtime"
 	"strconv"
 	"syscall"
 	"time"
-	"unsafe"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100
@@ -195,125 +188,6 @@ func hostUsage(u *NodeUsage) {
 			u.Load1, _ = strconv.ParseFloat(string(f[0]), 64)
 		}
 	}
-}
-
-// usageHostEvery is how often a record whose instances have not changed
-// is written again for the host's figures alone (Load1, MemAvailable):
-// those move with every sample, and each write re-sends the whole record,
-// about 230 KB at 1,000 instances, to etcd and to every event stream.
-const usageHostEvery = 30 * time.Second
-
-// usageReport is the state reportUsage keeps between samples, reused so
-// that a sample of 1,000 instances allocates little: the maps are cleared,
-// not made again. The record is compared with the last one written by two
-// hashes of its fields (the host's figures, the instances'), so it is
-// encoded only to be written, and neither it nor the last one is kept: at
-// 1,000 instances the record is 230 KB, and each byte kept lets the heap
-// grow by another half byte before a collection (GOGC 50; a whole one at
-// 100). A collision (one in
-// 2^64) only delays a write to the next change.
-type usageReport struct {
-	sampler *usageSampler
-	keys    map[int]string
-	pgids   map[int]bool
-	usage   NodeUsage
-	seed    maphash.Seed
-	// The record last written: whether one was (the last write did not
-	// fail), its hashes, and when.
-	written          bool
-	lastHost, lastIn uint64
-	lastAt           time.Time
-}
-
-func newUsageReport(node, hostname string) *usageReport {
-	return &usageReport{sampler: newUsageSampler(), keys: map[int]string{}, pgids: map[int]bool{}, seed: maphash.MakeSeed(),
-		usage: NodeUsage{Node: node, Hostname: hostname, Instances: map[string]InstanceUsage{}}}
-}
-
-// reportUsage samples the session's instances every interval and writes
-// the node's usage record on its lease, until ctx ends.
-func (sup *supervisor) reportUsage(ctx context.Context, cli *clientv3.Client, k keyspace, lease clientv3.LeaseID, interval, timeout time.Duration) {
-	rep := newUsageReport(sup.node, sup.deps.hostname)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		now := time.Now()
-		sup.sampleUsageInto(rep, now)
-		if host, in := rep.hashes(); rep.due(host, in, now) {
-			val := rep.encode()
-			cctx, cancel := context.WithTimeout(ctx, timeout)
-			// The value is not copied into a string: nothing writes
-			// val again (gRPC has marshalled the request once Put
-			// returns).
-			_, err := cli.Put(cctx, k.usage(sup.node), unsafe.String(unsafe.SliceData(val), len(val)), clientv3.WithLease(lease))
-			cancel()
-			if err != nil {
-				rep.written = false
-				if ctx.Err() == nil {
-					sup.deps.log.Debug("usage report failed", "err", err)
-				}
-			} else {
-				rep.written, rep.lastHost, rep.lastIn, rep.lastAt = true, host, in, now
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// encode marshals the record.
-func (rep *usageReport) encode() []byte {
-	val, _ := json.Marshal(rep.usage) // a NodeUsage always encodes
-	return val
-}
-
-// hashes returns a hash of the record's host figures and one of its
-// instances (whatever their order), without encoding it.
-func (rep *usageReport) hashes() (host, in uint64) {
-	u := &rep.usage
-	var h maphash.Hash
-	h.SetSeed(rep.seed)
-	var b [32]byte
-	binary.LittleEndian.PutUint64(b[0:], uint64(u.Cores))
-	binary.LittleEndian.PutUint64(b[8:], uint64(u.MemTotal))
-	binary.LittleEndian.PutUint64(b[16:], uint64(u.MemAvailable))
-	binary.LittleEndian.PutUint64(b[24:], math.Float64bits(u.Load1))
-	h.Write(b[:])
-	h.WriteString(u.Node)
-	h.WriteByte(0)
-	h.WriteString(u.Hostname)
-	h.WriteByte(0)
-	h.WriteString(u.Cgroups)
-	host = h.Sum64()
-	// A sum of the instances' hashes: the map's order does not matter.
-	for key, iu := range u.Instances {
-		h.Reset()
-		h.WriteString(key)
-		binary.LittleEndian.PutUint64(b[0:], uint64(iu.PID))
-		binary.LittleEndian.PutUint64(b[8:], math.Float64bits(iu.CPU))
-		binary.LittleEndian.PutUint64(b[16:], uint64(iu.RSS))
-		h.Write(b[:24])
-		in += h.Sum64()
-	}
-	return host, in + uint64(len(u.Instances))
-}
-
-// due says whether the record with these hashes is to be written. A
-// record like the last one (idle instances, a quiet host) is not written
-// again: every write is a revision that each event stream receives. One
-// whose instances are as before, and only the host's figures moved, waits
-// for usageHostEvery.
-func (rep *usageReport) due(host, in uint64, now time.Time) bool {
-	switch {
-	case !rep.written || in != rep.lastIn:
-		return true
-	case host == rep.lastHost:
-		return false
-	}
-	return now.Sub(rep.lastAt) >= usageHostEvery
 }
 
 // sampleUsageInto measures every running instance once into rep.usage.

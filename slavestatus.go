@@ -41,23 +41,11 @@ type statusWriter struct {
 	failed atomic.Bool // a transaction failed: back off before the next
 }
 
-// The bounds of one status transaction. etcd refuses a transaction of more
-// than --max-txn-ops operations (default 128) or a request of more than
-// --max-request-bytes (default 1.5 MiB; the client sends at most 2 MiB):
-// a batch over either would fail on every retry, and its statuses would
-// never arrive. A status alone can be over 128 KiB (an error that quotes a
-// 64 KiB command, twice), so bytes are counted, not guessed.
-const (
-	statusBatchOps   = 128
-	statusBatchBytes = 512 << 10
-	// statusInFlight is how many transactions are written at once: under
-	// load one round trip can take a second, and statuses written one
-	// transaction at a time then fall behind a launch of thousands.
-	statusInFlight = 4
-	// statusOpOverhead approximates what an operation costs in a request
-	// beyond its key and value (the compared key, the lease, framing).
-	statusOpOverhead = 256
-)
+// statusInFlight is how many status transactions are written at once
+// (each bounded as txnbatch.go says): under load one round trip can take
+// a second, and statuses written one transaction at a time then fall
+// behind a launch of thousands.
+const statusInFlight = 4
 
 func newStatusWriter(cli *clientv3.Client, k keyspace, node string, lease clientv3.LeaseID, log *slog.Logger) *statusWriter {
 	return &statusWriter{cli: cli, k: k, node: node, lease: lease, log: log,
@@ -140,15 +128,15 @@ func (w *statusWriter) run(ctx context.Context, timeout time.Duration) {
 	}
 }
 
-// take removes a batch of dirty statuses, at most statusBatchOps and about
-// statusBatchBytes (a single larger status goes alone), and marks them in
+// take removes a batch of dirty statuses, at most txnMaxOps and about
+// txnMaxBytes (a single larger status goes alone), and marks them in
 // flight. An instance whose last status is still in flight waits: two
 // transactions racing for one key could land the older status last.
 func (w *statusWriter) take() []statusWrite {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var batch []statusWrite
-	size := 0
+	var budget txnBudget
 	for key, st := range w.dirty {
 		if w.flying[key] {
 			continue
@@ -157,15 +145,13 @@ func (w *statusWriter) take() []statusWrite {
 		if st != nil {
 			val, _ = json.Marshal(st)
 		}
-		n := len(key) + len(val) + statusOpOverhead
-		if len(batch) > 0 && size+n > statusBatchBytes {
+		if !budget.add(len(key) + len(val)) {
 			continue // a smaller one may still fit
 		}
 		batch = append(batch, statusWrite{key: key, st: st, val: val})
-		size += n
 		delete(w.dirty, key)
 		w.flying[key] = true
-		if len(batch) == statusBatchOps {
+		if budget.full() {
 			break
 		}
 	}

@@ -83,9 +83,9 @@ func BenchmarkSupervisorFootprint(b *testing.B) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		rep := newUsageReport("node-1", "host")
+		rep := newUsageReport(newKeyspace(""), "node-1", "host")
 		sup.sampleUsageInto(rep, time.Now())
-		usage := len(rep.encode())
+		usage := usageBytes(rep, time.Now())
 		time.Sleep(200 * time.Millisecond) // transient start work settles
 		heap1, _, _, _ := footprint()
 		b.ReportMetric(float64(heap1-heap0)/float64(n), "heap-B/instance")
