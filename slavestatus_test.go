@@ -15,7 +15,7 @@ import (
 // statusWriterEnv is an embedded etcd, a lease, and a node's assignments
 // for n instances of service "svc" (i0 ... i<n-1>), which a status writer
 // needs before it writes their statuses.
-func statusWriterEnv(t *testing.T, n int) (*clientv3.Client, keyspace, clientv3.LeaseID) {
+func statusWriterEnv(t testing.TB, n int) (*clientv3.Client, keyspace, clientv3.LeaseID) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -19,7 +19,7 @@ type usageTraffic struct{ puts, dels, bytes int }
 
 // usageWritten runs write and returns what it wrote under usage/, read
 // back from etcd's history by a watch from the revision before it.
-func usageWritten(t *testing.T, cli *clientv3.Client, k keyspace, write func()) usageTraffic {
+func usageWritten(t testing.TB, cli *clientv3.Client, k keyspace, write func()) usageTraffic {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -107,7 +107,7 @@ func readUsageT(t *testing.T, cli *clientv3.Client, k keyspace, svc string) map[
 	return got
 }
 
-func usageCtx(t *testing.T) context.Context {
+func usageCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -335,5 +335,49 @@ func TestReadUsageAcceptsTheSingleRecordOfBefore(t *testing.T) {
 	}
 	if o := got["old"]; len(o.Instances) != 2 {
 		t.Errorf("the record of before, for one service: %+v", o)
+	}
+}
+
+// BenchmarkUsageReportOneChange is what a slave's usage report writes to
+// etcd (and each watcher of the prefix receives) in an interval in which
+// one of n instances' figures moved: B-written/interval and
+// keys/interval, against the single record of before (before-B/interval),
+// which was written whole.
+func BenchmarkUsageReportOneChange(b *testing.B) {
+	sizes := []int{100, 1000, 10000, 17000}
+	if testing.Short() {
+		sizes = sizes[:2]
+	}
+	for _, n := range sizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			cli, k, lease := statusWriterEnv(b, 0)
+			rep := newUsageReport(k, "4f0a1b2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c", "host")
+			addInstances(rep, usageSvcA, n/2)
+			for i := range n / 20 { // and ten instances each of n/20 services
+				addInstances(rep, fmt.Sprintf("%s-%03d", usageSvcB[:32], i), 10)
+			}
+			now := time.Now()
+			if err := rep.write(usageCtx(b), cli, lease, 10*time.Second, now); err != nil {
+				b.Fatal(err)
+			}
+			key := fmt.Sprintf("%s/%012x", usageSvcA, 0xa00000000000+n/4)
+			var tr usageTraffic
+			legacy := 0
+			for i := 0; b.Loop(); i++ {
+				iu := rep.usage.Instances[key]
+				iu.CPU = float64(i%2) + 0.5
+				setInstance(rep, key, iu)
+				legacy += legacyUsageBytes(rep)
+				t := usageWritten(b, cli, k, func() {
+					if err := rep.write(usageCtx(b), cli, lease, 10*time.Second, now); err != nil {
+						b.Fatal(err)
+					}
+				})
+				tr.bytes, tr.puts = tr.bytes+t.bytes, tr.puts+t.puts
+			}
+			b.ReportMetric(float64(tr.bytes)/float64(b.N), "B-written/interval")
+			b.ReportMetric(float64(tr.puts)/float64(b.N), "keys/interval")
+			b.ReportMetric(float64(legacy)/float64(b.N), "before-B/interval")
+		})
 	}
 }
