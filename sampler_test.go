@@ -2,7 +2,6 @@ package gdpm
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -43,7 +42,8 @@ func cpuTime() time.Duration {
 
 // BenchmarkUsageSample is what a slave running 1,000 instances spends per
 // sample: one scan of /proc measuring every process group, and the node's
-// usage record marshalled for etcd. It reports the CPU time of a sample
+// usage placed in shards, hashed and encoded for etcd (every shard: an
+// upper bound, since only the changed ones are encoded and written). It reports the CPU time of a sample
 // (user+system, from getrusage, not the wall clock) and what that is as a
 // share of one core at the default interval (DefaultUsageInterval); the
 // target is under 2 %.
@@ -53,22 +53,28 @@ func BenchmarkUsageSample(b *testing.B) {
 		n = 50
 	}
 	pgids := startGroups(b, n)
-	s := newUsageSampler()
+	rep := newUsageReport(newKeyspace(""), fmt.Sprintf("%036d", 0), "host")
+	s := rep.sampler
 	s.sample(pgids, time.Now()) // warm: the first sample has no rate yet
+	keys := map[int]string{}
+	for pgid := range pgids {
+		keys[pgid] = fmt.Sprintf("%036d/%012d", pgid%10, pgid)
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	for b.Loop() {
-		got := s.sample(pgids, time.Now())
+		now := time.Now()
+		got := s.sample(pgids, now)
 		if len(got) != n {
 			b.Fatalf("sampled %d groups of %d", len(got), n)
 		}
-		u := NodeUsage{Instances: make(map[string]InstanceUsage, len(got))}
+		clear(rep.usage.Instances)
 		for pgid, iu := range got {
-			u.Instances[fmt.Sprintf("%036d/%012d", pgid, pgid)] = iu
+			rep.usage.Instances[keys[pgid]] = iu
 		}
-		hostUsage(&u)
-		json.Marshal(u)
+		hostUsage(&rep.usage)
+		usageBytes(rep, now)
 	}
 	per := (cpuTime() - cpu0) / time.Duration(b.N)
 	b.ReportMetric(float64(per.Microseconds())/1000, "cpu-ms/sample")

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/capy-pl/gdpm"
 )
 
@@ -61,6 +63,31 @@ func TestUsageOfInstancesAndNodes(t *testing.T) {
 		return l.Hostnames[0] == "usage-host" && l.Instances[0] == 3 && l.Cores[0] > 0 && l.MemTotal[0] > 0 && l.RSS[0] > 150<<20 && l.CPU[0] > 0,
 			fmt.Sprintf("%+v", l)
 	})
+	// In etcd: the node's record holds the host's figures and the
+	// totals, and each service's instance is in a shard of its own,
+	// usage/<node>/<svc>/0.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.eps, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	node := c.kit.Slaves[0].NodeID()
+	resp, err := cli.Get(ctxT(t), gdpm.DefaultPrefix+"usage/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{}
+	for _, kv := range resp.Kvs {
+		keys[strings.TrimPrefix(string(kv.Key), gdpm.DefaultPrefix+"usage/")] = string(kv.Value)
+	}
+	for _, want := range []string{node, node + "/" + spin + "/0", node + "/" + idle + "/0", node + "/" + big + "/0"} {
+		if _, ok := keys[want]; !ok {
+			t.Errorf("no usage/%s in etcd: %v", want, keys)
+		}
+	}
+	if len(keys) != 4 || strings.Contains(keys[node], `"Instances"`) {
+		t.Errorf("usage in etcd: %v", keys)
+	}
 	// And /metrics has them per service, instance and node.
 	code, _, body := c.do("GET", "/metrics", "", "")
 	for _, want := range []string{

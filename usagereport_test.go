@@ -329,6 +329,18 @@ func TestReadUsageAcceptsTheSingleRecordOfBefore(t *testing.T) {
 	if n := got["new"]; n.Hostname != "new-host" || !maps.Equal(n.Instances, rep.usage.Instances) {
 		t.Errorf("the new node read as %q with %d instances", n.Hostname, len(n.Instances))
 	}
+	// A master from before decodes every usage value as a NodeUsage
+	// and keys it by its Node: a shard must not decode as one.
+	resp, err := cli.Get(usageCtx(t), k.usageAll(), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		var u NodeUsage
+		if _, _, shard, _ := k.splitUsage(string(kv.Key)); shard && json.Unmarshal(kv.Value, &u) == nil {
+			t.Errorf("the shard %s decodes as a NodeUsage: %+v", kv.Key, u)
+		}
+	}
 	got = readUsageT(t, cli, k, usageSvcB)
 	if n := got["new"]; n.Hostname != "new-host" || len(n.Instances) != 3 {
 		t.Errorf("the new node, for one service: %q with %d instances, want 3", n.Hostname, len(n.Instances))
