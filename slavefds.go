@@ -1,6 +1,7 @@
 package gdpm
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -38,17 +39,33 @@ type fdBudget struct {
 // pidfd, the pipe syscall.ForkExec reports the exec's outcome on and a log
 // file for the start marker. Once started it holds three (its pidfd and
 // the read ends of its two pipes), plus a log file per stream once it has
-// printed, and is counted as it is (OpenFiles).
+// printed, and is counted as it is (OpenFiles). An instance whose output
+// is discarded (SlaveConfig.DiscardOutput) has no pipes and no log file:
+// its start holds /dev/null, its pidfd and the exec's pipe, and it keeps
+// its pidfd alone.
 const (
-	fdReserve     = 128
-	fdPerInstance = 10
+	fdReserve            = 128
+	fdPerInstance        = 10
+	fdPerDiscardInstance = 4
 )
 
-func newFDBudget() *fdBudget {
-	return &fdBudget{reserve: fdReserve, perInstance: fdPerInstance, count: proc.OpenFiles, pending: map[string]bool{}}
+// newFDBudget returns a budget for instances whose output is captured, or
+// discarded with discard.
+func newFDBudget(discard bool) *fdBudget {
+	per := fdPerInstance
+	if discard {
+		per = fdPerDiscardInstance
+	}
+	return &fdBudget{reserve: fdReserve, perInstance: per, count: proc.OpenFiles, pending: map[string]bool{}}
 }
 
-// admit counts key in, or says why it does not fit.
+// errStartsUnderWay says an instance does not fit beside the starts under
+// way but would fit alone: it waits for them (each is counted for its peak,
+// and most hold less once started) rather than be failed.
+var errStartsUnderWay = errors.New("descriptors: wait for the starts under way")
+
+// admit counts key in, or says why it does not fit: errStartsUnderWay
+// while starts are under way, or the limit when even alone it does not.
 func (b *fdBudget) admit(key string) error {
 	open, limit, err := b.count()
 	if err != nil {
@@ -57,6 +74,9 @@ func (b *fdBudget) admit(key string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if open+(len(b.pending)+1)*b.perInstance+b.reserve > limit {
+		if len(b.pending) > 0 && open+b.perInstance+b.reserve <= limit {
+			return errStartsUnderWay
+		}
 		return fmt.Errorf("not started: %d of this slave's %d descriptors (RLIMIT_NOFILE) are open, "+
 			"an instance takes about %d and %d are kept for etcd, registration and the log server; "+
 			"raise the limit (gdpm-slave -max-open-files, systemd LimitNOFILE=) or run fewer instances here",

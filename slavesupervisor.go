@@ -2,6 +2,7 @@ package gdpm
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -62,7 +63,7 @@ type slaveDeps struct {
 // stopAll ends it.
 func newSupervisor(deps slaveDeps, node string, sw *statusWriter) *supervisor {
 	sup := &supervisor{deps: deps, node: node, status: sw, running: map[string]*instanceRunner{}, stopping: map[string]*instanceRunner{},
-		fds: newFDBudget(), queued: map[string]bool{}, deferred: map[string]bool{},
+		fds: newFDBudget(deps.logDir == ""), queued: map[string]bool{}, deferred: map[string]bool{},
 		kick: make(chan struct{}, 1), quit: make(chan struct{}), paced: make(chan struct{})}
 	go sup.pace()
 	return sup
@@ -150,6 +151,12 @@ func (sup *supervisor) reconcileLocked(key string) {
 	sup.queued[key] = true
 }
 
+// dequeue drops the queue's first instance.
+func (sup *supervisor) dequeue() {
+	delete(sup.queued, sup.queue[0])
+	sup.queue = sup.queue[1:]
+}
+
 // maxStarting bounds the instances whose first start is under way. Starts
 // are serialized by the fork anyway (one process at a time copies the
 // slave's descriptor table); ten thousand runners starting at once only
@@ -163,13 +170,17 @@ func (sup *supervisor) startQueued() {
 	newlyDeferred, deferErr := 0, error(nil)
 	for len(sup.queue) > 0 && sup.fds.starting() < maxStarting {
 		key := sup.queue[0]
-		sup.queue = sup.queue[1:]
-		delete(sup.queued, key)
 		a, ok := sup.desired[key]
 		if !ok || !a.resolved || sup.running[key] != nil || sup.stopping[key] != nil {
+			sup.dequeue()
 			continue
 		}
-		if err := sup.fds.admit(key); err != nil {
+		err := sup.fds.admit(key)
+		if errors.Is(err, errStartsUnderWay) {
+			break // stays first: a finished start kicks pace, which tries again
+		}
+		sup.dequeue()
+		if err != nil {
 			if !sup.deferred[key] {
 				sup.deferred[key] = true
 				newlyDeferred, deferErr = newlyDeferred+1, err
@@ -248,13 +259,18 @@ func (sup *supervisor) onStatus(key string) func(InstanceStatus) {
 		st.Error, st.LastError = sup.fds.explain(st.Error), sup.fds.explain(st.LastError)
 		sup.status.set(st)
 		if st.State != StateAssigned && sup.fds.started(key) {
-			// A start is done: the next queued one may go. Not from
-			// here: a status must not wait for the supervisor's lock.
-			select {
-			case sup.kick <- struct{}{}:
-			default:
-			}
+			sup.kickPace()
 		}
+	}
+}
+
+// kickPace says a start is done: the next queued instance may go. Not
+// started from here: the caller (a status) must not wait for the
+// supervisor's lock.
+func (sup *supervisor) kickPace() {
+	select {
+	case sup.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -288,7 +304,9 @@ func (sup *supervisor) has(svc, inst string) bool {
 func (sup *supervisor) stop(key string, r *instanceRunner) {
 	defer sup.wg.Done()
 	r.Stop(context.Background())
-	sup.fds.started(key)
+	if sup.fds.started(key) { // stopped before its start was reported
+		sup.kickPace()
+	}
 	sup.deps.ports.release(r.cfg.Ports)
 	st := r.Status()
 	sup.status.remove(st.Service, st.Instance)
