@@ -20,7 +20,8 @@
 // A slave's instances hold descriptors of the process that embeds it for
 // as long as they run (their two output pipes and a pidfd), so the
 // process's RLIMIT_NOFILE bounds the instances one slave runs: about 6,600
-// at a limit of 20,000. Go raises a program's soft limit to its hard limit at
+// at a limit of 20,000; with SlaveConfig.DiscardOutput an instance holds
+// its pidfd alone, and 10,000 fit. Go raises a program's soft limit to its hard limit at
 // start; the hard limit is for the embedder to set before the program
 // starts (systemd LimitNOFILE=, ulimit -Hn, or as gdpm-slave does: raise
 // it with CAP_SYS_RESOURCE and execute the program again, so that Go still
@@ -28,8 +29,9 @@
 // syscall.Setrlimit in the running program stops that, and the children
 // then inherit whatever the program set). The slave keeps 128 descriptors
 // for itself (etcd, registration, its log server): a new instance that
-// would cut into them is not started but reported failed, naming the
-// limit, and tried again while it stays assigned there.
+// would cut into them waits while other starts are under way, and is
+// otherwise not started but reported failed, naming the limit, and tried
+// again while it stays assigned there.
 //
 // # Embedding
 //
