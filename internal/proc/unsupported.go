@@ -35,3 +35,6 @@ func GroupMembers(groups ...int) []int { return nil }
 
 // OpenFiles fails with ErrUnsupported.
 func OpenFiles() (open, limit int, err error) { return 0, 0, ErrUnsupported }
+
+// SpawnThreadForTests does nothing: there is no spawning thread here.
+func SpawnThreadForTests() {}

@@ -19,6 +19,7 @@ import (
 var testProgram string
 
 func TestMain(m *testing.M) {
+	proc.SpawnThreadForTests()
 	os.Exit(testkit.MainWithProgram(m, func(path string) { testProgram = path }))
 }
 
