@@ -193,6 +193,7 @@ func (ca *CA) Pool() *x509.CertPool {
 type certRequest struct {
 	commonName string
 	ou         string
+	extraOU    string   // a name for people, after ou
 	hosts      []string // DNS names and IP addresses
 	client     bool
 	server     bool
@@ -207,6 +208,9 @@ func (ca *CA) sign(pub crypto.PublicKey, r certRequest) (*x509.Certificate, erro
 		NotBefore:    now.Add(-certBackdate),
 		NotAfter:     now.Add(certValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	if r.extraOU != "" {
+		tmpl.Subject.OrganizationalUnit = append(tmpl.Subject.OrganizationalUnit, r.extraOU)
 	}
 	if r.client {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
@@ -386,12 +390,16 @@ func hashMatches(cert *x509.Certificate, pin []byte) bool {
 	return bytes.Equal(sum[:], pin)
 }
 
-// EtcdClientTLS issues a client certificate for name (a master's) and
-// returns the TLS config to reach an etcd that serves a certificate from
-// this CA and requires client certificates from it (the embedded etcd
-// started with EmbeddedEtcdConfig.CA).
+// EtcdClientTLS issues a master's etcd client certificate and returns the
+// TLS config to reach an etcd that serves a certificate from this CA and
+// requires client certificates from it (the embedded etcd started with
+// EmbeddedEtcdConfig.CA). The common name is "root", etcd's user with
+// every permission (etcd takes the user from the common name), so a
+// master can never find etcd without a user for it, whatever name it
+// passes and whichever process started the etcd; name goes in the subject
+// beside, as a second organizational unit, to tell the masters apart.
 func (ca *CA) EtcdClientTLS(name string) (*tls.Config, error) {
-	ic, err := ca.issue(certRequest{commonName: name, ou: ouMaster, client: true})
+	ic, err := ca.issue(certRequest{commonName: etcdRootUser, ou: ouMaster, extraOU: name, client: true})
 	if err != nil {
 		return nil, err
 	}

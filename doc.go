@@ -108,7 +108,9 @@
 //
 // The slave pins the CA by hash, sends a CSR with the token and gets its
 // certificate for etcd and its log server; the master fetches logs over
-// mutual TLS.
+// mutual TLS. The embedded etcd with a CA turns etcd's auth on: a master's
+// certificate from [CA.EtcdClientTLS] is etcd's root user, a slave's
+// reaches only its own keys (etcdauth.go).
 //
 // # State
 //

@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
@@ -40,10 +41,18 @@ type EmbeddedEtcdConfig struct {
 	// certificate issued from it (for ClientAddr's host, the loopback
 	// names and Hosts) and require a client certificate issued by it:
 	// only masters and slaves that joined the cluster can read or write.
-	// The certificate and key are written to Dir/pki/etcd.crt and
-	// etcd.key. Peers stay on PeerAddr in plain text: keep that on
-	// loopback (a single member has no peers).
+	// It also turns etcd's auth on (etcdauth.go): a certificate's common
+	// name is its etcd user, "root" for the masters' (CA.EtcdClientTLS),
+	// the node id for a slave's, which reaches the slave's own keys only.
+	// A certificate you issue from CA yourself needs the common name
+	// "root", or a user you add. The certificate and key are written to
+	// Dir/pki/etcd.crt and etcd.key. Peers stay on PeerAddr in plain
+	// text: keep that on loopback (a single member has no peers).
 	CA *CA
+	// Prefix is the key prefix of the gdpm cluster on this etcd
+	// (MasterConfig.Prefix), whose nodes get etcd users when a data dir
+	// from before auth is started with CA. Default DefaultPrefix.
+	Prefix string
 	// Hosts are extra DNS names or IPs for etcd's certificate: the
 	// addresses slaves reach it at when ClientAddr is unspecified.
 	Hosts []string
@@ -126,6 +135,13 @@ func StartEmbeddedEtcd(ctx context.Context, cfg EmbeddedEtcdConfig) (*EmbeddedEt
 	defer timer.Stop()
 	select {
 	case <-e.Server.ReadyNotify():
+		if cfg.CA == nil {
+			return ee, nil
+		}
+		if err := ee.enableAuth(ctx, cfg.StartTimeout, newKeyspace(cfg.Prefix)); err != nil {
+			ee.Close()
+			return nil, fmt.Errorf("gdpm: embedded etcd auth: %w", err)
+		}
 		return ee, nil
 	case err := <-e.Err():
 		ee.Close()
@@ -137,6 +153,17 @@ func StartEmbeddedEtcd(ctx context.Context, cfg EmbeddedEtcdConfig) (*EmbeddedEt
 		ee.Close()
 		return nil, fmt.Errorf("gdpm: embedded etcd: %w", ctx.Err())
 	}
+}
+
+// enableAuth turns etcd's auth on through an in-process client (no TLS
+// identity needed: auth is off until the last step) before any caller can
+// rely on the etcd.
+func (ee *EmbeddedEtcd) enableAuth(ctx context.Context, timeout time.Duration, k keyspace) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cli := v3client.New(ee.e.Server)
+	defer cli.Close()
+	return enableEtcdAuth(ctx, cli, k)
 }
 
 // Endpoints returns the client URLs etcd listens on, with the real port when

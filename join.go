@@ -19,7 +19,7 @@ import (
 // it send the token, with a CSR for a key it made and keeps. The master
 // checks the token and signs the CSR: a client and server certificate named
 // after the node id and the slave's addresses, which the slave then
-// presents to etcd and serves its logs with.
+// presents to etcd (the node id is its etcd user) and serves its logs with.
 
 const codeUnauthorized = "unauthorized"
 
@@ -31,7 +31,11 @@ func errorCode(err error) string {
 }
 
 // joinCert signs a secured slave's CSR into w; a plain master ignores it.
-func (m *Master) joinCert(h hello, remote net.Addr, w *welcome) error {
+// A slave that reaches etcd with that certificate (no SlaveEtcd) gets its
+// etcd user first when etcd has auth on (etcdauth.go); if that fails the
+// join fails, and the slave tries again, so no slave holds a certificate
+// etcd does not know.
+func (m *Master) joinCert(ctx context.Context, h hello, remote net.Addr, w *welcome) error {
 	if m.sec == nil {
 		return nil
 	}
@@ -52,6 +56,12 @@ func (m *Master) joinCert(h hello, remote net.Addr, w *welcome) error {
 			hosts = append(hosts, a)
 		}
 	}
+	if m.cfg.TLS.SlaveEtcd == nil {
+		if err := m.etcdUserForSlave(ctx, w.NodeID); err != nil {
+			return err
+		}
+	}
+	// The common name is the slave's etcd user.
 	cert, err := m.sec.ca.signCSR(h.CSR, certRequest{commonName: w.NodeID, ou: ouNode, hosts: hosts, client: true, server: true})
 	if err != nil {
 		return err

@@ -22,7 +22,8 @@ import (
 //	<p>idempotency/<sha256 of key>   idemRecord of a create, on a 24h+ lease
 //
 // Assignment keys carry the node id first so that a slave reads and watches
-// a single prefix.
+// a single prefix, and so that etcd's auth can confine a slave to its own
+// (etcdauth.go grants every key a slave touches; a new one needs a grant).
 type keyspace struct{ p string }
 
 func newKeyspace(prefix string) keyspace {

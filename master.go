@@ -567,7 +567,7 @@ func (m *Master) serveRegistration(ctx context.Context, conn net.Conn) {
 		reply.NodeID, err = m.nodeIDFor(ctx, h.PrevID)
 	}
 	if err == nil {
-		err = m.joinCert(h, conn.RemoteAddr(), &reply)
+		err = m.joinCert(ctx, h, conn.RemoteAddr(), &reply)
 	}
 	if err != nil {
 		m.metrics.countEtcdError(err)

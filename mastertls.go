@@ -38,9 +38,11 @@ type MasterTLS struct {
 	// certificate: the names clients and slaves reach it by.
 	Advertise []string
 	// SlaveEtcd, when set, is handed to every slave that joins, for an
-	// external etcd that does not trust the cluster CA. nil: slaves use
-	// the certificate they were issued and trust the cluster CA (right
-	// for the embedded etcd).
+	// external etcd that does not trust the cluster CA: every slave then
+	// has these credentials' access. nil: slaves use the certificate they
+	// were issued and trust the cluster CA (right for the embedded etcd),
+	// and the master makes the slave's etcd user, confined to its keys,
+	// when etcd has auth on (etcdauth.go).
 	SlaveEtcd *EtcdCredentials
 }
 

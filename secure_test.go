@@ -417,7 +417,10 @@ func TestSecureBringYourOwnCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { etcd.Close() })
-	etcdCert := issueForTest(t, opCA, "etcd client")
+	// That etcd has auth on and takes the user from the common name: the
+	// operator names the masters' (and here the slaves') etcd certificate
+	// after its root user.
+	etcdCert := issueForTest(t, opCA, "root")
 	keyDER, _ := x509.MarshalPKCS8PrivateKey(etcdCert.PrivateKey)
 	creds := &gdpm.EtcdCredentials{
 		CA:   opCA.CertPEM(),

@@ -83,7 +83,7 @@ func run(args []string) error {
 			}
 		}
 	} else {
-		cfg := gdpm.EmbeddedEtcdConfig{Dir: *embedDir, ClientAddr: *etcdListen}
+		cfg := gdpm.EmbeddedEtcdConfig{Dir: *embedDir, ClientAddr: *etcdListen, Prefix: *prefix}
 		if sec != nil {
 			cfg.CA, cfg.Hosts = sec.etcdCA, sec.master.Advertise
 		}
