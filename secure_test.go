@@ -245,6 +245,10 @@ func TestSecureMasterRestartAndSecondMasterShareTheCA(t *testing.T) {
 	if m3.CAHash() != c.ca.Hash() {
 		t.Fatalf("restarted master's CA %s, want %s", m3.CAHash(), c.ca.Hash())
 	}
+	// All along, etcd's auth is on (secure_rbac_test.go).
+	if st, err := etcdClient(t, c.eps, c.etcdTLS).AuthStatus(ctxT(t)); err != nil || !st.Enabled {
+		t.Fatalf("etcd auth status %v (%v), want enabled", st, err)
+	}
 	for i, s := range c.slaves {
 		if s.NodeID() != nodes[i] {
 			t.Errorf("slave %d joined again: node %s, was %s", i, s.NodeID(), nodes[i])
