@@ -200,3 +200,17 @@ func sorted(s ...string) []string {
 	slices.Sort(s)
 	return s
 }
+
+// The roles follow the master's key prefix: a cluster under another
+// prefix runs its service, and its slave still cannot read the CA key.
+func TestSecureEtcdRolesFollowThePrefix(t *testing.T) {
+	const p = "/tenant-a/"
+	c := newCluster(t, clusterOpts{slaves: 1, token: secureToken, secure: true, master: func(cfg *gdpm.MasterConfig) { cfg.Prefix = p }})
+	c.waitRunning(c.create(gdpm.ProgramForTests()+" lines 2 10ms", 1), 1)
+	cli := slaveEtcdClient(t, c, c.slaves[0].NodeID())
+	_, err := cli.Get(ctxT(t), p+"pki/ca.key")
+	wantDenied(t, "get pki/ca.key", err)
+	if r, err := cli.Get(ctxT(t), p+"assign/"+c.slaves[0].NodeID()+"/", clientv3.WithPrefix()); err != nil || len(r.Kvs) != 1 {
+		t.Errorf("its own assignments: %v (%v), want one", r, err)
+	}
+}
