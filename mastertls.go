@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/capy-pl/gdpm/internal/backoff"
@@ -147,6 +149,11 @@ func (m *Master) clusterCA(ctx context.Context, cli *clientv3.Client, given *CA)
 			Else(clientv3.OpGet(certKey), clientv3.OpGet(keyKey)).
 			Commit()
 		cancel()
+		if errors.Is(err, rpctypes.ErrPermissionDenied) {
+			// No retry helps: etcd has auth on and no root user for
+			// this certificate's common name (etcdauth.go).
+			return nil, fmt.Errorf("%w: etcd refuses this master's certificate (%v): with auth on, a master's etcd certificate needs the common name %q, as CA.EtcdClientTLS issues", ErrInvalidConfig, err, etcdRootUser)
+		}
 		if err != nil {
 			m.log.Warn("cannot read the cluster CA from etcd yet", "err", err)
 			if !retry.Wait(ctx) {

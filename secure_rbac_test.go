@@ -214,3 +214,20 @@ func TestSecureEtcdRolesFollowThePrefix(t *testing.T) {
 		t.Errorf("its own assignments: %v (%v), want one", r, err)
 	}
 }
+
+// A master whose etcd certificate names no etcd user (one issued by hand,
+// or by a gdpm from before auth) is refused at Start, saying why, rather
+// than retrying forever.
+func TestSecureMasterWithoutAnEtcdUserIsRefused(t *testing.T) {
+	c := newSecureCluster(t, 0)
+	cert := issueForTest(t, c.ca, "gdpm master")
+	m, err := gdpm.NewMaster(gdpm.MasterConfig{Endpoints: c.eps, HTTPAddr: "127.0.0.1:0", TCPAddr: "127.0.0.1:0", Token: secureToken,
+		TLS: &gdpm.MasterTLS{CA: c.ca}, EtcdTLS: &tls.Config{RootCAs: c.ca.Pool(), Certificates: []tls.Certificate{*cert}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Start(ctxT(t)); !errors.Is(err, gdpm.ErrInvalidConfig) || !strings.Contains(err.Error(), `common name "root"`) {
+		t.Fatalf("Start: %v, want ErrInvalidConfig asking for the common name root", err)
+	}
+}
