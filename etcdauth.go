@@ -24,11 +24,14 @@ import (
 // permission on every key attached to it, and a transaction's compares
 // against read permission, so those are covered by the same grants.
 
-// etcdRootUser is the user with etcd's root role, which reads and writes
-// everything and manages auth.
-const etcdRootUser = "root"
+// etcdRootUser is the user with etcd's root role (etcdRootRole, built
+// in), which reads and writes everything and manages auth.
+const (
+	etcdRootUser = "root"
+	etcdRootRole = "root"
+)
 
-// slaveRoleName is the role every slave of the cluster under prefix p
+// slaveRoleName is the role every slave of the cluster under k's prefix
 // shares: read the services, read and write the statuses. Statuses are
 // keyed by service, not node, so any slave can write any status.
 func slaveRoleName(k keyspace) string { return "gdpm-slave:" + k.p }
@@ -72,7 +75,7 @@ func nodePerms(k keyspace, id string) []etcdPerm {
 // in the middle end in the same state; the user gets its roles last, so
 // a user with both roles has every permission.
 func ensureNodeUser(ctx context.Context, cli *clientv3.Client, k keyspace, id string) error {
-	if id == "" || id == etcdRootUser || strings.ContainsAny(id, "/") {
+	if id == "" || id == etcdRootUser || strings.Contains(id, "/") {
 		return fmt.Errorf("%w: node id %q cannot be an etcd user", ErrBadRequest, id)
 	}
 	shared, own := slaveRoleName(k), nodeRoleName(id)
@@ -135,7 +138,7 @@ func enableEtcdAuth(ctx context.Context, cli *clientv3.Client, k keyspace) error
 	if _, err := cli.UserAddWithOptions(ctx, etcdRootUser, "", &clientv3.UserAddOptions{NoPassword: true}); err != nil && !errors.Is(err, rpctypes.ErrUserAlreadyExist) {
 		return err
 	}
-	if _, err := cli.UserGrantRole(ctx, etcdRootUser, "root"); err != nil {
+	if _, err := cli.UserGrantRole(ctx, etcdRootUser, etcdRootRole); err != nil {
 		return err
 	}
 	ids, err := knownNodes(ctx, cli, k)

@@ -32,9 +32,9 @@ func errorCode(err error) string {
 
 // joinCert signs a secured slave's CSR into w; a plain master ignores it.
 // A slave that reaches etcd with that certificate (no SlaveEtcd) gets its
-// etcd user first when etcd has auth on (etcdauth.go); if that fails the
-// join fails, and the slave tries again, so no slave holds a certificate
-// etcd does not know.
+// etcd user before the answer when etcd has auth on (etcdauth.go); if that
+// fails the join fails, and the slave tries again, so no slave holds a
+// certificate etcd does not know.
 func (m *Master) joinCert(ctx context.Context, h hello, remote net.Addr, w *welcome) error {
 	if m.sec == nil {
 		return nil
@@ -56,15 +56,15 @@ func (m *Master) joinCert(ctx context.Context, h hello, remote net.Addr, w *welc
 			hosts = append(hosts, a)
 		}
 	}
-	if m.cfg.TLS.SlaveEtcd == nil {
-		if err := m.etcdUserForSlave(ctx, w.NodeID); err != nil {
-			return err
-		}
-	}
 	// The common name is the slave's etcd user.
 	cert, err := m.sec.ca.signCSR(h.CSR, certRequest{commonName: w.NodeID, ou: ouNode, hosts: hosts, client: true, server: true})
 	if err != nil {
 		return err
+	}
+	if m.cfg.TLS.SlaveEtcd == nil {
+		if err := m.etcdUserForSlave(ctx, w.NodeID); err != nil {
+			return err
+		}
 	}
 	w.Cert = (&issuedCert{cert: cert}).certPEM()
 	w.CA = m.sec.ca.CertPEM()
