@@ -146,10 +146,14 @@ func (m *Master) readInstances(ctx context.Context, rev int64, svc string) (inst
 	if err != nil {
 		return t, err
 	}
+	// An instance's sample counts from the node it is placed on only: a
+	// node that ran it before (a sample not yet rewritten) or any other
+	// slave (each writes its own usage keys, of whatever instances it
+	// names) does not speak for it.
 	t.usage = map[string]InstanceUsage{}
-	for _, u := range usage {
+	for node, u := range usage {
 		for key, iu := range u.Instances {
-			if svc == "" || strings.HasPrefix(key, svc+"/") {
+			if s, inst, ok := strings.Cut(key, "/"); ok && (svc == "" || s == svc) && t.where[s][inst] == node {
 				t.usage[key] = iu
 			}
 		}

@@ -102,3 +102,48 @@ func TestUsageOfInstancesAndNodes(t *testing.T) {
 		}
 	}
 }
+
+// An instance's figures come from the node it is placed on: a usage shard
+// of another node that names it (a node that ran it before, or a slave
+// writing figures for instances it does not run) is not shown.
+func TestUsageOnlyFromTheInstancesNode(t *testing.T) {
+	c := newCluster(t, clusterOpts{slaves: 1, slave: func(cfg *gdpm.SlaveConfig) { cfg.UsageInterval = 500 * time.Millisecond }})
+	id := c.create(gdpm.ProgramForTests()+" sleep", 1)
+	pid := c.waitRunning(id, 1)[0]
+	var inst gdpm.InstanceInfo
+	waitFor(t, 20*time.Second, "the instance's own usage", func() (bool, string) {
+		d, err := c.client.Service(ctxT(t), id)
+		if err != nil || len(d.Instances) != 1 {
+			return false, fmt.Sprint(d, err)
+		}
+		inst = d.Instances[0]
+		return inst.RSS > 0, fmt.Sprintf("%+v", inst)
+	})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.eps, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	forged := fmt.Sprintf(`[{"Instance":%q,"PID":%d,"CPU":999,"RSS":999999999}]`, inst.ID, pid)
+	if _, err := cli.Put(ctxT(t), gdpm.DefaultPrefix+"usage/another-node/"+id+"/0", forged); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctxT(t), gdpm.DefaultPrefix+"usage/another-node", `{"Node":"another-node"}`); err != nil {
+		t.Fatal(err)
+	}
+	// Both records are in etcd now; before, which one a read showed was
+	// up to map order.
+	for range 20 {
+		d, err := c.client.Service(ctxT(t), id)
+		if err != nil || len(d.Instances) != 1 {
+			t.Fatalf("service: %+v %v", d, err)
+		}
+		if in := d.Instances[0]; in.CPU == 999 || in.RSS == 999999999 {
+			t.Fatalf("another node's figures shown for the instance: %+v", in)
+		}
+	}
+	code, _, body := c.do("GET", "/metrics", "", "")
+	if code != 200 || strings.Contains(body, "999999999") || strings.Contains(body, "9.99e+08") {
+		t.Errorf("/metrics shows another node's figures for the instance (%d)", code)
+	}
+}
