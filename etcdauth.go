@@ -33,7 +33,9 @@ const (
 
 // slaveRoleName is the role every slave of the cluster under k's prefix
 // shares: read the services, read and write the statuses. Statuses are
-// keyed by service, not node, so any slave can write any status.
+// keyed by service, not node, so any slave can write any status; but not
+// on another node's lease, which is what the masters believe a status by
+// (statustrust.go).
 func slaveRoleName(k keyspace) string { return "gdpm-slave:" + k.p }
 
 // nodeRoleName is node id's own role: its assignments, record and usage.

@@ -50,6 +50,17 @@ func (m *Master) handleEvents(w http.ResponseWriter, r *http.Request, _ httprout
 		m.fail(w, r, err)
 		return
 	}
+	// The leases of the node records as the watch starts; the watch
+	// covers nodes/ and keeps them current from there.
+	leases, err := readNodeLeases(ctx, m.cli, m.k, start-1)
+	switch {
+	case errors.Is(err, rpctypes.ErrCompacted):
+		writeError(w, http.StatusGone, fmt.Sprintf("the events after revision %d are compacted away; start again without since", start-1))
+		return
+	case err != nil:
+		m.fail(w, r, err)
+		return
+	}
 	wch := m.cli.Watch(clientv3.WithRequireLeader(ctx), m.k.p, clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithRev(start))
 
 	m.metrics.streams.Add(1)
@@ -79,7 +90,7 @@ func (m *Master) handleEvents(w http.ResponseWriter, r *http.Request, _ httprout
 
 	heartbeat := time.NewTicker(m.cfg.EventHeartbeat)
 	defer heartbeat.Stop()
-	d := newEventDeriver(m.k)
+	d := newEventDeriver(m.k, leases)
 	for {
 		select {
 		case <-ctx.Done():
@@ -161,19 +172,24 @@ func (m *Master) watchStart(ctx context.Context, since int64, resume bool) (int6
 // compares each value with the one before (WithPrevKV), and reads the keys
 // of one revision together, since one transaction is one change: a
 // placement that deletes the pending key and puts the assignment is a
-// placement, not a removal. Its one piece of state is which instances it
-// saw taken off their node, so that their exit reads as a stop.
+// placement, not a removal. Its state is which instances it saw taken off
+// their node, so that their exit reads as a stop, and the lease of each
+// node record, so that only statuses on their node's lease make events
+// (statustrust.go).
 type eventDeriver struct {
 	k        keyspace
-	removing map[string]bool // svc/inst
+	removing map[string]bool  // svc/inst
+	leases   map[string]int64 // node id -> lease of its record
 }
 
 // maxRemoving bounds eventDeriver.removing: an instance removed before its
 // slave reported it is never heard of again.
 const maxRemoving = 100000
 
-func newEventDeriver(k keyspace) *eventDeriver {
-	return &eventDeriver{k: k, removing: map[string]bool{}}
+// newEventDeriver starts from leases, the node records' leases at the
+// revision before the first event it is given.
+func newEventDeriver(k keyspace, leases map[string]int64) *eventDeriver {
+	return &eventDeriver{k: k, removing: map[string]bool{}, leases: leases}
 }
 
 // derive returns the Events of evs, in order; now is the Time of events
@@ -228,6 +244,17 @@ func (d *eventDeriver) facts(evs []*clientv3.Event) revisionFacts {
 
 func (d *eventDeriver) revision(evs []*clientv3.Event, now time.Time, out []Event) []Event {
 	f := d.facts(evs)
+	// The statuses of this revision are judged by the node records as
+	// they are after it: a lease revoked here takes both away.
+	for _, ev := range evs {
+		if id, ok := strings.CutPrefix(string(ev.Kv.Key), d.k.nodes()); ok {
+			if ev.Type == clientv3.EventTypeDelete {
+				delete(d.leases, id)
+			} else {
+				d.leases[id] = ev.Kv.Lease
+			}
+		}
+	}
 	for _, ev := range evs {
 		key := string(ev.Kv.Key)
 		base := Event{Time: now, Revision: ev.Kv.ModRevision}
@@ -392,12 +419,13 @@ func (d *eventDeriver) placement(ev *clientv3.Event, f revisionFacts, svc, inst,
 
 // status reports a slave's InstanceStatus change. Slaves write only the
 // latest status of each instance, so a fast exit and restart can arrive as
-// one change: both events are reported.
+// one change: both events are reported. Only a status on the lease of its
+// node's record counts (statustrust.go), before and after: a forged one
+// makes no event, and a change from one is told as if from no status.
 func (d *eventDeriver) status(ev *clientv3.Event, f revisionFacts, svc, inst string, e Event, out []Event) []Event {
 	key := svc + "/" + inst
 	e.Service, e.Instance = svc, inst
-	var prev, cur InstanceStatus
-	hasPrev := decode(ev.PrevKv, &prev)
+	prev, hasPrev := d.k.trustedStatus(ev.PrevKv, d.leases)
 	if ev.Type == clientv3.EventTypeDelete {
 		_, removed := d.removing[key]
 		delete(d.removing, key)
@@ -416,7 +444,8 @@ func (d *eventDeriver) status(ev *clientv3.Event, f revisionFacts, svc, inst str
 		}
 		return out
 	}
-	if !decode(ev.Kv, &cur) {
+	cur, ok := d.k.trustedStatus(ev.Kv, d.leases)
+	if !ok {
 		return out
 	}
 	if hasPrev && prev.Node != cur.Node {

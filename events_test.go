@@ -311,7 +311,8 @@ func TestEventsResumeOnEveryMaster(t *testing.T) {
 
 // TestEventsFromStatusChanges writes slave statuses straight into etcd, the
 // way a slave's batched writer can leave them, and reads what the stream
-// makes of them.
+// makes of them. As a slave does, it writes them on the lease of their
+// node's record (statuses off it make no events).
 func TestEventsFromStatusChanges(t *testing.T) {
 	c := newCluster(t, clusterOpts{slaves: 0})
 	cli, err := clientv3.New(clientv3.Config{Endpoints: c.eps, DialTimeout: 5 * time.Second})
@@ -319,6 +320,14 @@ func TestEventsFromStatusChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
+	lease, err := cli.Grant(ctxT(t), 120)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Revoke(context.Background(), lease.ID)
+	if _, err := cli.Put(ctxT(t), gdpm.DefaultPrefix+"nodes/n1", `{"ID":"n1","Hostname":"h1","Status":"online"}`, clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
 	code := func(n int) *int { return &n }
 	status := func(state gdpm.InstanceState, pid, restarts int, exit *int) *gdpm.InstanceStatus {
 		return &gdpm.InstanceStatus{Node: "n1", State: state, PID: pid, Restarts: restarts, ExitCode: exit}
@@ -369,7 +378,7 @@ func TestEventsFromStatusChanges(t *testing.T) {
 				} else {
 					st.Service, st.Instance = svc, inst
 					b, _ := json.Marshal(st)
-					_, err = cli.Put(ctxT(t), key, string(b))
+					_, err = cli.Put(ctxT(t), key, string(b), clientv3.WithLease(lease.ID))
 				}
 				if err != nil {
 					t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 //	<p>assign/<node>/<svc>/<inst>    Assignment placed on node
 //	<p>pending/<svc>/<inst>          Assignment waiting for a node
 //	<p>status/<svc>/<inst>           InstanceStatus, bound to the slave's lease
+//	                                 (believed only on its node record's lease)
 //	<p>sched/cursor                  id of the node that got the last placement
 //	<p>sched/failed/<svc>            schedFailure: why svc cannot be placed
 //	<p>names/<name>                  the id of the service called name

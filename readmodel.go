@@ -142,6 +142,10 @@ func (m *Master) readInstances(ctx context.Context, rev int64, svc string) (inst
 	if err != nil {
 		return t, storeErr("gdpm: read status", err)
 	}
+	leases, err := readNodeLeases(ctx, m.cli, m.k, rev)
+	if err != nil {
+		return t, err
+	}
 	usage, err := readUsage(ctx, m.cli, m.k, rev, svc)
 	if err != nil {
 		return t, err
@@ -158,9 +162,9 @@ func (m *Master) readInstances(ctx context.Context, rev int64, svc string) (inst
 			}
 		}
 	}
+	// A status counts only on its node's lease (statustrust.go).
 	for _, kv := range resp.Kvs {
-		var st InstanceStatus
-		if json.Unmarshal(kv.Value, &st) == nil {
+		if st, ok := m.k.trustedStatus(kv, leases); ok {
 			t.status[st.Service+"/"+st.Instance] = st
 		}
 	}

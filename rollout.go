@@ -105,14 +105,20 @@ func (s *scheduler) readRolloutStatuses(ctx context.Context, ids []string) error
 		}
 		cctx, cancel := context.WithTimeout(ctx, s.timeout)
 		resp, err := s.cli.Get(cctx, s.k.statuses(id), clientv3.WithPrefix())
-		cancel()
 		if err != nil {
+			cancel()
 			return storeErr("gdpm: scheduler read statuses", err)
 		}
+		leases, err := readNodeLeases(cctx, s.cli, s.k, resp.Header.Revision)
+		cancel()
+		if err != nil {
+			return err
+		}
+		// Only statuses on their node's lease (statustrust.go): a
+		// forged "running" must not let a rollout stop old instances.
 		m := map[string]InstanceStatus{}
 		for _, kv := range resp.Kvs {
-			var st InstanceStatus
-			if json.Unmarshal(kv.Value, &st) == nil {
+			if st, ok := s.k.trustedStatus(kv, leases); ok {
 				m[st.Instance] = st
 			}
 		}

@@ -18,8 +18,12 @@ import (
 // is dirty in transactions bounded by operations and bytes, several at
 // once, so a slave that starts ten thousand processes makes a few hundred
 // round trips, not ten thousand, and is not held up by one slow round trip.
-// Statuses are bound to the slave's lease: a lost slave's statuses vanish
-// with its node record.
+// Statuses are bound to the slave's lease, that of its node record: a lost
+// slave's statuses vanish with its node record, and the masters believe a
+// status only on the lease of the node record it names (statustrust.go).
+// A session's writer and instances end with it (Slave.session stops every
+// instance), so after a registration on a new lease every status is
+// written anew on it.
 //
 // An instance's status key is shared by every node that runs it in turn,
 // and a draining node stops its copy while the next node already runs it.
