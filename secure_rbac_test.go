@@ -30,16 +30,22 @@ func wantDenied(t *testing.T, what string, err error) {
 	}
 }
 
+// secureTwoNodes starts a secured cluster of two slaves, a and b, running
+// two instances of cmd (one on each), and opens a root etcd client.
+func secureTwoNodes(t *testing.T, cmd string) (c *cluster, id, a, b string, root *clientv3.Client) {
+	t.Helper()
+	c = newSecureCluster(t, 2)
+	id = c.create(cmd, 2)
+	c.waitRunning(id, 2)
+	return c, id, c.slaves[0].NodeID(), c.slaves[1].NodeID(), etcdClient(t, c.eps, c.etcdTLS)
+}
+
 // A slave's etcd certificate reaches its own keys only: not the CA key,
 // not another node's assignments, not the desired state. Enough to do a
 // slave's work, which the cluster shows by running a service on its
 // slaves, one of which joins again with its previous id.
 func TestSecureEtcdConfinesASlaveCertificate(t *testing.T) {
-	c := newSecureCluster(t, 2)
-	id := c.create(gdpm.ProgramForTests()+" lines 2 10ms", 2)
-	c.waitRunning(id, 2)
-	a, b := c.slaves[0].NodeID(), c.slaves[1].NodeID()
-	root := etcdClient(t, c.eps, c.etcdTLS)
+	c, id, a, b, root := secureTwoNodes(t, gdpm.ProgramForTests()+" lines 2 10ms")
 	if st, err := root.AuthStatus(ctxT(t)); err != nil || !st.Enabled {
 		t.Fatalf("etcd auth status %v (%v), want enabled", st, err)
 	}

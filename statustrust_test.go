@@ -168,11 +168,7 @@ func TestRolloutNotFooledByAForgedRunningStatus(t *testing.T) {
 // slave's certificate a status put on another node's lease. A status on
 // its own lease naming the other node is written, and shown by nobody.
 func TestSecureSlaveCannotPutAStatusOnAnotherNodesLease(t *testing.T) {
-	c := newSecureCluster(t, 2)
-	id := c.create(gdpm.ProgramForTests()+" sleep", 2)
-	c.waitRunning(id, 2)
-	a, b := c.slaves[0].NodeID(), c.slaves[1].NodeID()
-	root := etcdClient(t, c.eps, c.etcdTLS)
+	c, id, a, b, root := secureTwoNodes(t, gdpm.ProgramForTests()+" sleep")
 	p := gdpm.DefaultPrefix
 	leaseOf := func(node string) clientv3.LeaseID {
 		r, err := root.Get(ctxT(t), p+"nodes/"+node)
