@@ -52,7 +52,9 @@ func (m *Master) handleEvents(w http.ResponseWriter, r *http.Request, _ httprout
 	}
 	// The leases of the node records as the watch starts; the watch
 	// covers nodes/ and keeps them current from there.
-	leases, err := readNodeLeases(ctx, m.cli, m.k, start-1)
+	lctx, lcancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
+	leases, err := readNodeLeases(lctx, m.cli, m.k, start-1)
+	lcancel()
 	switch {
 	case errors.Is(err, rpctypes.ErrCompacted):
 		writeError(w, http.StatusGone, fmt.Sprintf("the events after revision %d are compacted away; start again without since", start-1))
