@@ -119,7 +119,12 @@ func TestRolloutNotFooledByAForgedRunningStatus(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	wch := cli.Watch(ctx, gdpm.DefaultPrefix+"status/"+id+"/", clientv3.WithPrefix())
+	now, err := cli.Get(ctxT(t), gdpm.DefaultPrefix+"status/"+id+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// From the next revision on: no status the new version makes is missed.
+	wch := cli.Watch(ctx, gdpm.DefaultPrefix+"status/"+id+"/", clientv3.WithPrefix(), clientv3.WithRev(now.Header.Revision+1))
 	var forgeries sync.Map
 	wg.Go(func() {
 		for wr := range wch {
