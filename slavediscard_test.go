@@ -1,8 +1,6 @@
 package gdpm_test
 
 import (
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,19 +30,7 @@ func TestSlaveDiscardOutput(t *testing.T) {
 	if ents, err := os.ReadDir(filepath.Join(data, "logs", id)); err == nil && len(ents) > 0 {
 		t.Errorf("log files written for a slave that discards output: %v", ents)
 	}
-	ls, err := c.client.Logs(ctxT(t), id, gdpm.LogsOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ls.Close()
-	for {
-		l, err := ls.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("reading logs: %v", err)
-		}
+	for _, l := range readLogs(t, c.client, id, gdpm.LogsOptions{}) {
 		if l.Stream != "" {
 			t.Errorf("a captured line from a slave that discards output: %+v", l)
 		}

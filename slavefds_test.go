@@ -1,9 +1,7 @@
 package gdpm_test
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"testing"
@@ -80,24 +78,12 @@ func TestSlaveKeepsDescriptorsForItself(t *testing.T) {
 		t.Errorf("the slave had lease trouble:\n%s", out)
 	}
 	// The log server still opens a connection and a log file.
-	ls, err := c.client.Logs(ctxT(t), svc, gdpm.LogsOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	hellos := 0
-	for {
-		l, err := ls.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("reading logs: %v", err)
-		}
+	for _, l := range readLogs(t, c.client, svc, gdpm.LogsOptions{}) {
 		if l.Line == "hello" {
 			hellos++
 		}
 	}
-	ls.Close()
 	if hellos < running {
 		t.Errorf("%d hello lines in the logs, want one per running instance (%d)", hellos, running)
 	}

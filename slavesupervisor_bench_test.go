@@ -27,20 +27,7 @@ func BenchmarkSupervisorFootprint(b *testing.B) {
 	writeProfile := heapProfile()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	e, err := StartEmbeddedEtcd(ctx, EmbeddedEtcdConfig{Dir: b.TempDir(), UnsafeNoFsync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
-	cli, err := newEtcdClient(e.Endpoints(), 5*time.Second, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cli.Close()
-	lease, err := cli.Grant(ctx, 60)
-	if err != nil {
-		b.Fatal(err)
-	}
+	cli, k, lease := statusWriterEnv(b, 0)
 	groups, err := proc.OpenGroups(b.TempDir(), false, discardLogger())
 	if err != nil {
 		b.Fatal(err)
@@ -49,7 +36,7 @@ func BenchmarkSupervisorFootprint(b *testing.B) {
 	logDir := b.TempDir()
 	for range b.N {
 		wctx, wcancel := context.WithCancel(ctx)
-		sw := newStatusWriter(cli, newKeyspace(""), "node-1", lease.ID, discardLogger())
+		sw := newStatusWriter(cli, k, "node-1", lease, discardLogger())
 		done := make(chan struct{})
 		go func() { defer close(done); sw.run(wctx, 5*time.Second) }()
 		sup := newSupervisor(slaveDeps{logDir: logDir, logMaxSize: DefaultLogMaxSize, logMaxFiles: DefaultLogMaxFiles,
