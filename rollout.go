@@ -89,8 +89,11 @@ const rolloutTick = 200 * time.Millisecond
 // be planned that have a rollout in flight or instances of another
 // version: the plan judges the new instances by them. The scheduler's
 // watch leaves the busy status keys out, so they are read here, one
-// range per rolling service and pass.
+// range per rolling service and pass, all at the revision of the first,
+// at which the node leases that judge them are read once.
 func (s *scheduler) readRolloutStatuses(ctx context.Context, ids []string) error {
+	var rev int64
+	var leases map[string]int64
 	for _, id := range ids {
 		entry, ok := s.view.services[id]
 		if !ok {
@@ -104,12 +107,19 @@ func (s *scheduler) readRolloutStatuses(ctx context.Context, ids []string) error
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, s.timeout)
-		resp, err := s.cli.Get(cctx, s.k.statuses(id), clientv3.WithPrefix())
+		opts := []clientv3.OpOption{clientv3.WithPrefix()}
+		if rev > 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := s.cli.Get(cctx, s.k.statuses(id), opts...)
 		if err != nil {
 			cancel()
 			return storeErr("gdpm: scheduler read statuses", err)
 		}
-		leases, err := readNodeLeases(cctx, s.cli, s.k, resp.Header.Revision)
+		if leases == nil {
+			rev = resp.Header.Revision
+			leases, err = readNodeLeases(cctx, s.cli, s.k, rev)
+		}
 		cancel()
 		if err != nil {
 			return err
