@@ -216,18 +216,30 @@ type revisionFacts struct {
 	goneNodes map[string]bool   // node records deleted
 }
 
+// facts also brings the node records' leases up to this revision: its
+// statuses are judged by the node records as they are after it (a lease
+// revoked here takes both away).
 func (d *eventDeriver) facts(evs []*clientv3.Event) revisionFacts {
 	f := revisionFacts{placed: map[string]bool{}, from: map[string]string{}, goneNodes: map[string]bool{}}
 	for _, ev := range evs {
 		key := string(ev.Kv.Key)
-		if ev.Type == clientv3.EventTypePut {
-			if _, svc, inst, ok := d.k.splitAssign(key); ok {
-				f.placed[svc+"/"+inst] = true
-			} else if svc, inst, ok := splitPair(key, d.k.pendingAll()); ok {
-				f.placed[svc+"/"+inst] = true
+		put := ev.Type == clientv3.EventTypePut
+		if id, ok := strings.CutPrefix(key, d.k.nodes()); ok {
+			if put {
+				d.leases[id] = ev.Kv.Lease
+			} else {
+				delete(d.leases, id)
+				f.goneNodes[id] = true
 			}
-		} else if id, ok := strings.CutPrefix(key, d.k.nodes()); ok {
-			f.goneNodes[id] = true
+			continue
+		}
+		if !put {
+			continue
+		}
+		if _, svc, inst, ok := d.k.splitAssign(key); ok {
+			f.placed[svc+"/"+inst] = true
+		} else if svc, inst, ok := splitPair(key, d.k.pendingAll()); ok {
+			f.placed[svc+"/"+inst] = true
 		}
 	}
 	for _, ev := range evs {
@@ -246,17 +258,6 @@ func (d *eventDeriver) facts(evs []*clientv3.Event) revisionFacts {
 
 func (d *eventDeriver) revision(evs []*clientv3.Event, now time.Time, out []Event) []Event {
 	f := d.facts(evs)
-	// The statuses of this revision are judged by the node records as
-	// they are after it: a lease revoked here takes both away.
-	for _, ev := range evs {
-		if id, ok := strings.CutPrefix(string(ev.Kv.Key), d.k.nodes()); ok {
-			if ev.Type == clientv3.EventTypeDelete {
-				delete(d.leases, id)
-			} else {
-				d.leases[id] = ev.Kv.Lease
-			}
-		}
-	}
 	for _, ev := range evs {
 		key := string(ev.Kv.Key)
 		base := Event{Time: now, Revision: ev.Kv.ModRevision}
