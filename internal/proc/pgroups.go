@@ -282,6 +282,10 @@ func (t *groupTracker) superviseWatchdog(wd *watchdog) {
 		if t.wd == wd {
 			t.wd = nil
 		}
+		if t.reaps {
+			// Its orphans are reaped like a killed instance group's.
+			t.gone[wd.cmd.Process.Pid] = struct{}{}
+		}
 		t.mu.Unlock()
 		wd.w.Close()
 		t.log.Warn("watchdog exited; starting another", "pid", wd.cmd.Process.Pid, "state", wd.cmd.ProcessState.String())

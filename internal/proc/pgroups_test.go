@@ -364,3 +364,43 @@ func TestReaperReadsOnlyItsChildren(t *testing.T) {
 		return !ok
 	})
 }
+
+// TestSubreaperReapsTheWatchdogsOrphans: each renewal of the dead man's
+// switch ends the watchdog's previous timer, whose sleep is orphaned and,
+// under a subreaper, adopted by this process. They are reaped: before,
+// gdpm-slave gathered a zombie sleep every renewal (23 after a minute with
+// a 10 s lease), in the watchdog's group, which the reaper left alone.
+func TestSubreaperReapsTheWatchdogsOrphans(t *testing.T) {
+	if subreaperFlag(t) != 0 {
+		t.Skip("this process is already a subreaper")
+	}
+	tr, err := openGroupTracker(t.TempDir(), true, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.close()
+	tr.mu.Lock()
+	wdGroup := tr.wd.cmd.Process.Pid
+	tr.mu.Unlock()
+	// Zombie children of this process in the watchdog's group.
+	zombies := func() (n int) {
+		kids, err := childPids()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pid := range kids {
+			if st, ok := readProcStat(pid); ok && len(st) > 2 && st[2] == strconv.Itoa(wdGroup) && pid != wdGroup && st[0] == "Z" {
+				n++
+			}
+		}
+		return n
+	}
+	for range 10 {
+		tr.arm(time.Now().Add(time.Minute))
+		// The timer's subshell and its sleep are under way before the
+		// next arm ends them.
+		waitUntil(t, 5*time.Second, "the watchdog's timer", func() bool { return len(liveGroupMembers(wdGroup)) >= 3 })
+	}
+	tr.disarm()
+	waitUntil(t, 15*time.Second, "the watchdog's orphans reaped", func() bool { return zombies() == 0 })
+}

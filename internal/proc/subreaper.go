@@ -28,9 +28,9 @@ import (
 // embedding program runs with os/exec. A wait for "any child" would do
 // exactly that, so the reaper waits for specific pids only: zombies whose
 // parent is this process, whose group is (or was, until it was killed) an
-// instance group, and which are not the group's leader. The leaders are the
-// only direct children in those groups; everything else in them was
-// adopted. Orphans that left their group (setsid) are not the slave's to
+// instance group or the watchdog's, and which are not the group's leader.
+// The leaders are the only direct children in those groups; everything
+// else in them was adopted. Orphans that left their group (setsid) are not the slave's to
 // reap and stay zombies until the slave exits (gdpm does not kill them
 // either: they escaped the group on purpose).
 //
@@ -113,10 +113,15 @@ func (t *groupTracker) runReaper() {
 // process left.
 func (t *groupTracker) reapOrphans() {
 	t.mu.Lock()
-	ours := make(map[int]bool, len(t.live)+len(t.gone))
+	ours := make(map[int]bool, len(t.live)+len(t.gone)+1)
 	gone := make([]int, 0, len(t.gone))
 	for pg := range t.live {
 		ours[pg] = true
+	}
+	if t.wd != nil {
+		// The watchdog's group is ours too: every renewal ends its
+		// timer's subshell, whose sleep is then adopted here.
+		ours[t.wd.cmd.Process.Pid] = true
 	}
 	for pg := range t.gone {
 		ours[pg] = true
@@ -146,7 +151,7 @@ func (t *groupTracker) reapOrphans() {
 			}
 			pgrp, _ := strconv.Atoi(st[2])
 			if !ours[pgrp] {
-				continue // the watchdog, or the embedding program's own
+				continue // the embedding program's own
 			}
 			if st[0] == "Z" || st[0] == "X" {
 				var ws syscall.WaitStatus
